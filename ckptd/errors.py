@@ -1,0 +1,67 @@
+"""The errors ckptd reports to its operator; each builds its message from identifiers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+
+class CkptdError(Exception):
+    """Base of every error ckptd reports to the operator without a traceback."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong in a policy file: where, what was found, what was expected."""
+
+    location: str
+    message: str
+    value: Any = None
+    line: int | None = None
+
+    def render(self) -> str:
+        """Return the problem as one line for a terminal."""
+        where = self.location or "(top level)"
+        if self.line is not None:
+            where = f"line {self.line}: {where}"
+
+        shown = "" if self.value is None else f" (got {self.value!r})"
+        return f"{where}: {self.message}{shown}"
+
+
+class PolicyError(CkptdError):
+    """A policy file that cannot be used; carries every problem found, not just the first."""
+
+    def __init__(self, path: Path | str, problems: list[Problem]) -> None:
+        self.path = Path(path)
+        self.problems = problems
+        lines = [f"{self.path}: {len(problems)} problem(s)"]
+        lines += [f"  - {problem.render()}" for problem in problems]
+        super().__init__("\n".join(lines))
+
+
+class EngineError(CkptdError):
+    """The Docker engine refused or failed a request."""
+
+
+class EngineNotReadyError(EngineError):
+    """The engine cannot checkpoint at all (unreachable, not experimental, no CRIU)."""
+
+
+class ContainerNotFoundError(EngineError):
+    """A target's container does not exist (any more)."""
+
+    def __init__(self, container: str) -> None:
+        self.container = container
+        super().__init__(f"container {container!r} not found")
+
+
+class CheckpointFailedError(EngineError):
+    """The engine failed to create a checkpoint; the message carries the engine's reason."""
+
+    def __init__(self, container: str, checkpoint: str, reason: str) -> None:
+        self.container = container
+        self.checkpoint = checkpoint
+        self.reason = reason
+        super().__init__(f"checkpoint {checkpoint!r} of container {container!r} failed: {reason}")

@@ -1,0 +1,80 @@
+"""Prometheus metrics, on a registry the caller owns (never the global one)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+# Failure reasons are a closed set so the label stays bounded; each starts at 0.
+FAILURE_REASONS = ("container_not_found", "engine_unavailable", "checkpoint_failed", "timeout")
+
+# From a small process on a fast disk (0.1 s) to a multi-GiB one through dockerd (minutes).
+DURATION_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300, 600)
+
+
+class Metrics:
+    """ckptd's metrics, labelled by target and container."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        labels = ["target", "container"]
+        self.attempts = Counter(
+            "ckptd_checkpoint_attempts",
+            "Checkpoints ckptd started.",
+            labels,
+            registry=registry,
+        )
+        self.successes = Counter(
+            "ckptd_checkpoint_successes",
+            "Checkpoints the engine completed.",
+            labels,
+            registry=registry,
+        )
+        self.failures = Counter(
+            "ckptd_checkpoint_failures",
+            "Checkpoints that failed, by reason.",
+            [*labels, "reason"],
+            registry=registry,
+        )
+        self.duration = Histogram(
+            "ckptd_checkpoint_duration_seconds",
+            "Time the engine took to create a successful checkpoint.",
+            labels,
+            buckets=DURATION_BUCKETS,
+            registry=registry,
+        )
+        self.last_success = Gauge(
+            "ckptd_last_success_timestamp_seconds",
+            "Unix time of the last successful checkpoint (0: none since start).",
+            labels,
+            registry=registry,
+        )
+        self.size = Gauge(
+            "ckptd_last_checkpoint_size_bytes",
+            "Bytes on disk of the last successful checkpoint.",
+            labels,
+            registry=registry,
+        )
+        self.kept = Gauge(
+            "ckptd_checkpoints",
+            "ckptd's checkpoints of the target that exist now.",
+            labels,
+            registry=registry,
+        )
+        self.pruned = Counter(
+            "ckptd_pruned",
+            "Checkpoints deleted by retention.",
+            labels,
+            registry=registry,
+        )
+
+    def declare(self, targets: Iterable[tuple[str, str]]) -> None:
+        """Create every series at 0 for each (target, container), so absence means no data."""
+        for target, container in targets:
+            for family in (self.attempts, self.successes, self.pruned):
+                family.labels(target, container)
+            for reason in FAILURE_REASONS:
+                self.failures.labels(target, container, reason)
+            for family in (self.last_success, self.size, self.kept):
+                family.labels(target, container)
+            self.duration.labels(target, container)

@@ -1,0 +1,137 @@
+"""Fixtures on the real Docker engine with CRIU, driving ckptd as a user does.
+
+Engine tests fail, never skip, when CI=true and the engine is missing: a CI run that
+silently skipped them would prove nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+IMAGE = os.environ.get("CKPTD_TEST_IMAGE", "ckptd-example-app:latest")
+# The installed console script, as an operator runs it.
+CKPTD = [str(Path(sys.executable).with_name("ckptd"))]
+
+
+def docker(*args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """Run the docker CLI; return its completed process."""
+    return subprocess.run(
+        ["docker", *args], capture_output=True, text=True, check=check, timeout=timeout
+    )
+
+
+def free_port() -> int:
+    """Return a loopback TCP port nobody listens on now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def engine() -> None:
+    """Ensure the engine answers and can checkpoint; fail in CI, skip elsewhere, when it can't."""
+    try:
+        answer = docker("version", "--format", "{{.Server.Experimental}}", check=False, timeout=20)
+        problem = None if answer.stdout.strip() == "true" else (answer.stderr or answer.stdout)
+    except (FileNotFoundError, subprocess.TimeoutExpired) as error:
+        problem = str(error)
+
+    if problem is None:
+        return
+
+    message = f"Docker engine with experimental features unavailable: {problem.strip()}"
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(message + " (run scripts/setup-engine.sh)")
+    pytest.skip(message + " (run `make test`, which sets it up)")
+
+
+@pytest.fixture(scope="session")
+def app_image(engine: None) -> str:
+    """Return the example app's image, building it when absent."""
+    if docker("image", "inspect", IMAGE, check=False).returncode != 0:
+        subprocess.run(["bash", str(ROOT / "examples/cpp-app/build.sh")], check=True)
+
+    return IMAGE
+
+
+@dataclass
+class AppContainer:
+    """A running example app container and a reader of its output."""
+
+    name: str
+
+    def logs(self) -> list[str]:
+        """Return every line the app printed, across restores."""
+        return docker("logs", self.name).stdout.splitlines()
+
+    def steps(self, lines: list[str] | None = None) -> list[int]:
+        """Return the step counters printed, in order."""
+        found = (re.match(r"step=(\d+)", line) for line in lines or self.logs())
+        return [int(m[1]) for m in found if m]
+
+    def startups(self, lines: list[str] | None = None) -> int:
+        """Return how many start-up lines the app printed."""
+        return sum(line.startswith("startup:") for line in lines or self.logs())
+
+    def wait_for_steps(self, count: int, timeout: float = 60) -> list[str]:
+        """Wait until ``count`` lines have been printed in all; return the lines."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            lines = self.logs()
+            if len(lines) >= count and self.steps(lines):
+                return lines
+            time.sleep(0.2)
+        raise AssertionError(f"{self.name} printed fewer than {count} lines in {timeout}s")
+
+    def checkpoints(self) -> list[str]:
+        """Return the names of the container's checkpoints."""
+        out = docker("checkpoint", "ls", self.name).stdout.splitlines()
+        return [line.strip() for line in out[1:] if line.strip()]
+
+
+@pytest.fixture
+def app(app_image: str) -> Iterator[AppContainer]:
+    """Start the example app (short start-up) and wait until it works."""
+    name = f"ckptd-it-{uuid.uuid4().hex[:8]}"
+    docker("run", "-d", "--name", name, "-e", "STARTUP_SECONDS=2", "-e", "TABLE_MB=16",
+           "-e", "STEP_MS=200", app_image)
+    container = AppContainer(name)
+    try:
+        container.wait_for_steps(3)
+        yield container
+    finally:
+        docker("rm", "-f", name, check=False)
+
+
+def write_policy(path: Path, container: str, port: int, **target: object) -> Path:
+    """Write a one-target policy; extra keyword arguments override target keys (as YAML)."""
+    fields = {"schedule": "{every: 2s}", "retention": "{keep_last: 3}", **target}
+    lines = [
+        "daemon:",
+        f"  metrics_address: 127.0.0.1:{port}",
+        "  stop_timeout: 60s",
+        "targets:",
+        "  - name: it",
+        f"    container: {container}",
+        *(f"    {key}: {value}" for key, value in fields.items()),
+    ]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def run_ckptd(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """Run a ckptd command to completion."""
+    return subprocess.run([*CKPTD, *args], capture_output=True, text=True, timeout=timeout,
+                          cwd=ROOT)

@@ -1,0 +1,112 @@
+"""`ckptd run` on the real engine: checkpoints on schedule, prunes, serves metrics, restores."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import time
+import urllib.request
+from datetime import datetime
+from pathlib import Path
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from ckptd.naming import checkpoints_of
+from tests.integration.conftest import CKPTD, AppContainer, docker, free_port, write_policy
+
+HAND_MADE = "by-hand-1"
+
+
+def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Return every sample of the daemon's /metrics, keyed by name and sorted labels."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        text = response.read().decode()
+
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def sample(metrics: dict, name: str, container: str, **labels: str) -> float:
+    """Return one sample of target ``it``."""
+    key = tuple(sorted({"target": "it", "container": container, **labels}.items()))
+    return metrics[(name, key)]
+
+
+def wait_for_metrics(port: int, process: subprocess.Popen[str], timeout: float = 20) -> dict:
+    """Return the first successful scrape, failing if the daemon dies first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert process.poll() is None, f"ckptd exited with {process.returncode}"
+        try:
+            return scrape(port)
+        except OSError:
+            time.sleep(0.2)
+    raise AssertionError(f"no /metrics on port {port} within {timeout}s")
+
+
+def test_daemon_checkpoints_prunes_and_the_newest_restores(
+    app: AppContainer, tmp_path: Path
+) -> None:
+    docker("checkpoint", "create", "--leave-running", app.name, HAND_MADE)
+    port = free_port()
+    policy = write_policy(tmp_path / "policy.yaml", app.name, port)
+    stderr = (tmp_path / "ckptd.log").open("w+")
+    daemon = subprocess.Popen([*CKPTD, "run", "--config", str(policy)], stderr=stderr, text=True)
+    try:
+        at_start = wait_for_metrics(port, daemon)
+        time.sleep(12)
+        metrics = scrape(port)
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        returncode = daemon.wait(timeout=90)
+
+    stderr.seek(0)
+    log = stderr.read()
+    assert 0 == returncode, log
+    # Every series exists at 0 before the first checkpoint.
+    assert 0 == sample(at_start, "ckptd_checkpoint_successes_total", app.name)
+    assert 0 == sample(at_start, "ckptd_checkpoint_failures_total", app.name,
+                       reason="checkpoint_failed")
+
+    successes = sample(metrics, "ckptd_checkpoint_successes_total", app.name)
+    assert successes >= 4, log
+    assert sample(metrics, "ckptd_checkpoint_duration_seconds_count", app.name) >= 4
+    assert 0 == sample(metrics, "ckptd_checkpoint_failures_total", app.name,
+                       reason="checkpoint_failed")
+    assert sample(metrics, "ckptd_pruned_total", app.name) >= 1
+    assert sample(metrics, "ckptd_last_success_timestamp_seconds", app.name) > time.time() - 60
+
+    names = app.checkpoints()
+    ours = checkpoints_of("it", names)
+    assert HAND_MADE in names
+    assert 3 == len(ours), names
+    assert 3 == sample(metrics, "ckptd_checkpoints", app.name)
+    assert '"event": "checkpoint_done"' in log
+
+    newest = ours[0]
+    docker("stop", "-t", "10", app.name)
+    before = app.logs()
+    printed_before_newest = _last_step_before(app, newest.created.timestamp())
+
+    docker("start", "--checkpoint", newest.name, app.name)
+    after = app.wait_for_steps(len(before) + 3)[len(before):]
+
+    assert 0 == app.startups(after), after
+    resumed = app.steps(after)
+    assert resumed[0] > printed_before_newest, (printed_before_newest, after[:5])
+    assert resumed == list(range(resumed[0], resumed[0] + len(resumed)))
+
+
+def _last_step_before(app: AppContainer, when: float) -> int:
+    """Return the last step the app printed before Unix time ``when``."""
+    lines = docker("logs", "--timestamps", app.name).stdout.splitlines()
+    last = 0
+    for line in lines:
+        stamp, _, text = line.partition(" ")
+        printed = datetime.fromisoformat(stamp[:19] + "+00:00").timestamp()
+        if printed < when and text.startswith("step="):
+            last = int(text.split()[0].removeprefix("step="))
+    return last

@@ -170,12 +170,18 @@ class Checkpointer:
             try:
                 self.engine.delete_checkpoint(container.id, ref.name)
             except CkptdError as error:
-                log.warning("prune_failed", target=target.name, checkpoint=ref.name, error=str(error))
+                log.warning(
+                    "prune_failed", target=target.name, checkpoint=ref.name, error=str(error)
+                )
                 continue
             self.metrics.pruned.labels(*labels).inc()
             result.pruned.append(ref.name)
-            log.info("checkpoint_pruned", target=target.name, checkpoint=ref.name,
-                     reason=plan.reasons[ref.name])
+            log.info(
+                "checkpoint_pruned",
+                target=target.name,
+                checkpoint=ref.name,
+                reason=plan.reasons[ref.name],
+            )
 
         result.kept = len(refs) - len(result.pruned)
         self.metrics.kept.labels(*labels).set(result.kept)
@@ -187,8 +193,12 @@ class Checkpointer:
             container = self.engine.container(target.container)
             refs = checkpoints_of(target.name, self.engine.list_checkpoints(container.id))
         except CkptdError as error:
-            log.warning("target_unavailable", target=target.name, container=target.container,
-                        error=str(error))
+            log.warning(
+                "target_unavailable",
+                target=target.name,
+                container=target.container,
+                error=str(error),
+            )
             return
 
         self.metrics.kept.labels(*labels).set(len(refs))

@@ -38,8 +38,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--config", type=Path, default=DEFAULT_POLICY, metavar="FILE")
 
     listing = commands.add_parser("list", help="list ckptd's checkpoints, newest first")
-    listing.add_argument("--config", type=Path, metavar="FILE",
-                         help="only the policy's targets (default: every container)")
+    listing.add_argument(
+        "--config",
+        type=Path,
+        metavar="FILE",
+        help="only the policy's targets (default: every container)",
+    )
     listing.add_argument("target", nargs="?", metavar="TARGET")
 
     now = commands.add_parser("checkpoint", help="checkpoint one target now, then prune")
@@ -84,8 +88,11 @@ def cmd_list(args: argparse.Namespace) -> int:
 
     print(f"{'TARGET':<16} {'CONTAINER':<24} {'CREATED (UTC)':<21} NAME")
     for target, container in pairs:
-        refs = [ref for ref in map(parse_checkpoint_name, engine.list_checkpoints(container))
-                if ref and (not target or ref.target == target)]
+        refs = [
+            ref
+            for ref in map(parse_checkpoint_name, engine.list_checkpoints(container))
+            if ref and (not target or ref.target == target)
+        ]
         _print_checkpoints(container, refs)
 
     return 0

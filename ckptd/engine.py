@@ -17,6 +17,7 @@ from typing import Any
 import docker
 import requests
 from docker.errors import APIError, DockerException, NotFound
+from docker.utils import kwargs_from_env
 
 from ckptd.errors import (
     CheckpointFailedError,
@@ -77,7 +78,7 @@ class Engine:
     """A connection to one Docker engine, from the usual DOCKER_HOST environment."""
 
     def __init__(self, base_url: str | None = None) -> None:
-        kwargs: dict[str, Any] = docker.utils.kwargs_from_env()
+        kwargs: dict[str, Any] = dict(kwargs_from_env())
         if base_url:
             kwargs["base_url"] = base_url
 
@@ -86,6 +87,9 @@ class Engine:
         except DockerException as error:
             raise EngineNotReadyError(f"cannot reach the Docker engine: {error}") from error
 
+        # The checkpoint endpoints have no public SDK method; these request helpers of the
+        # low-level client are what its own methods use, but they are untyped.
+        self._raw: Any = self.api
         self._root_dir: str | None = None
 
     @contextmanager
@@ -160,8 +164,8 @@ class Engine:
     def list_checkpoints(self, container: str) -> list[str]:
         """Return the names of ``container``'s checkpoints (the engine tells nothing more)."""
         with self._translated(container):
-            url = self.api._url("/containers/{0}/checkpoints", container)
-            rows = self.api._result(self.api._get(url), json=True)
+            url = self._raw._url("/containers/{0}/checkpoints", container)
+            rows = self._raw._result(self._raw._get(url), json=True)
 
         return [str(row["Name"]) for row in rows or []]
 
@@ -170,9 +174,9 @@ class Engine:
         body = {"CheckpointID": name, "Exit": not leave_running}
         try:
             with self._translated(container):
-                url = self.api._url("/containers/{0}/checkpoints", container)
-                response = self.api._post_json(url, data=body, timeout=CHECKPOINT_TIMEOUT_S)
-                self.api._raise_for_status(response)
+                url = self._raw._url("/containers/{0}/checkpoints", container)
+                response = self._raw._post_json(url, data=body, timeout=CHECKPOINT_TIMEOUT_S)
+                self._raw._raise_for_status(response)
         except EngineNotReadyError:
             raise
         except ContainerNotFoundError:
@@ -187,8 +191,8 @@ class Engine:
     def delete_checkpoint(self, container: str, name: str) -> None:
         """Delete checkpoint ``name`` of ``container``."""
         with self._translated(container):
-            url = self.api._url("/containers/{0}/checkpoints/{1}", container, name)
-            self.api._raise_for_status(self.api._delete(url))
+            url = self._raw._url("/containers/{0}/checkpoints/{1}", container, name)
+            self._raw._raise_for_status(self._raw._delete(url))
 
     def checkpoint_size(self, container_id: str, name: str) -> int | None:
         """Return the bytes a checkpoint takes on disk, or None when its folder is not local."""

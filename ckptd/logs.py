@@ -16,11 +16,12 @@ def configure_logging(level: str = "info") -> None:
         structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
-    renderer: structlog.typing.Processor
+    # The console renderer formats tracebacks itself; JSON needs them turned into a field.
+    renderers: list[structlog.typing.Processor]
     if sys.stderr.isatty():
-        renderer = structlog.dev.ConsoleRenderer()
+        renderers = [structlog.dev.ConsoleRenderer()]
     else:
-        renderer = structlog.processors.JSONRenderer()
+        renderers = [structlog.processors.format_exc_info, structlog.processors.JSONRenderer()]
 
     structlog.configure(
         processors=[
@@ -36,8 +37,7 @@ def configure_logging(level: str = "info") -> None:
         foreign_pre_chain=shared,
         processors=[
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-            structlog.processors.format_exc_info,
-            renderer,
+            *renderers,
         ],
     )
     handler = logging.StreamHandler(sys.stderr)

@@ -71,10 +71,10 @@ class Metrics:
     def declare(self, targets: Iterable[tuple[str, str]]) -> None:
         """Create every series at 0 for each (target, container), so absence means no data."""
         for target, container in targets:
-            for family in (self.attempts, self.successes, self.pruned):
-                family.labels(target, container)
+            for counter in (self.attempts, self.successes, self.pruned):
+                counter.labels(target, container)
+            for gauge in (self.last_success, self.size, self.kept):
+                gauge.labels(target, container)
             for reason in FAILURE_REASONS:
                 self.failures.labels(target, container, reason)
-            for family in (self.last_success, self.size, self.kept):
-                family.labels(target, container)
             self.duration.labels(target, container)

@@ -25,7 +25,9 @@ IMAGE = os.environ.get("CKPTD_TEST_IMAGE", "ckptd-example-app:latest")
 CKPTD = [str(Path(sys.executable).with_name("ckptd"))]
 
 
-def docker(*args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def docker(
+    *args: str, check: bool = True, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
     """Run the docker CLI; return its completed process."""
     return subprocess.run(
         ["docker", *args], capture_output=True, text=True, check=check, timeout=timeout
@@ -105,8 +107,19 @@ class AppContainer:
 def app(app_image: str) -> Iterator[AppContainer]:
     """Start the example app (short start-up) and wait until it works."""
     name = f"ckptd-it-{uuid.uuid4().hex[:8]}"
-    docker("run", "-d", "--name", name, "-e", "STARTUP_SECONDS=2", "-e", "TABLE_MB=16",
-           "-e", "STEP_MS=200", app_image)
+    docker(
+        "run",
+        "-d",
+        "--name",
+        name,
+        "-e",
+        "STARTUP_SECONDS=2",
+        "-e",
+        "TABLE_MB=16",
+        "-e",
+        "STEP_MS=200",
+        app_image,
+    )
     container = AppContainer(name)
     try:
         container.wait_for_steps(3)
@@ -133,5 +146,6 @@ def write_policy(path: Path, container: str, port: int, **target: object) -> Pat
 
 def run_ckptd(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     """Run a ckptd command to completion."""
-    return subprocess.run([*CKPTD, *args], capture_output=True, text=True, timeout=timeout,
-                          cwd=ROOT)
+    return subprocess.run(
+        [*CKPTD, *args], capture_output=True, text=True, timeout=timeout, cwd=ROOT
+    )

@@ -68,14 +68,16 @@ def test_daemon_checkpoints_prunes_and_the_newest_restores(
     assert 0 == returncode, log
     # Every series exists at 0 before the first checkpoint.
     assert 0 == sample(at_start, "ckptd_checkpoint_successes_total", app.name)
-    assert 0 == sample(at_start, "ckptd_checkpoint_failures_total", app.name,
-                       reason="checkpoint_failed")
+    assert 0 == sample(
+        at_start, "ckptd_checkpoint_failures_total", app.name, reason="checkpoint_failed"
+    )
 
     successes = sample(metrics, "ckptd_checkpoint_successes_total", app.name)
     assert successes >= 4, log
     assert sample(metrics, "ckptd_checkpoint_duration_seconds_count", app.name) >= 4
-    assert 0 == sample(metrics, "ckptd_checkpoint_failures_total", app.name,
-                       reason="checkpoint_failed")
+    assert 0 == sample(
+        metrics, "ckptd_checkpoint_failures_total", app.name, reason="checkpoint_failed"
+    )
     assert sample(metrics, "ckptd_pruned_total", app.name) >= 1
     assert sample(metrics, "ckptd_last_success_timestamp_seconds", app.name) > time.time() - 60
 
@@ -92,7 +94,7 @@ def test_daemon_checkpoints_prunes_and_the_newest_restores(
     printed_before_newest = _last_step_before(app, newest.created.timestamp())
 
     docker("start", "--checkpoint", newest.name, app.name)
-    after = app.wait_for_steps(len(before) + 3)[len(before):]
+    after = app.wait_for_steps(len(before) + 3)[len(before) :]
 
     assert 0 == app.startups(after), after
     resumed = app.steps(after)

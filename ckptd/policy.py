@@ -1,0 +1,613 @@
+"""The checkpoint policy: which containers to checkpoint, when, and how many checkpoints to keep.
+
+The policy is one YAML file checked against the pydantic models below. `load_policy` turns every
+mistake in it into a `Problem` carrying a key path (`targets[1].schedule.every`) and, where it can
+find one, the line of that key, and reports them all at once.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Sequence
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any, Literal, get_args
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.interval import IntervalTrigger
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import ErrorDetails, PydanticCustomError
+
+from ckptd.errors import CkptdError, PolicyError, Problem
+
+Loc = tuple[str | int, ...]
+
+DURATION_FORMS = (
+    "whole seconds (90) or numbers with the units w, d, h, m, s, largest first "
+    "(30s, 90m, 36h, 7d, 2w, 1h30m)"
+)
+_DURATION_RE = re.compile(
+    r"(?:(?P<weeks>[0-9]+)w)?(?:(?P<days>[0-9]+)d)?(?:(?P<hours>[0-9]+)h)?"
+    r"(?:(?P<minutes>[0-9]+)m)?(?:(?P<seconds>[0-9]+)s)?"
+)
+_SECONDS_RE = re.compile(r"[0-9]+")
+_DURATION_UNITS = (("w", 604800), ("d", 86400), ("h", 3600), ("m", 60), ("s", 1))
+# Checkpoint names are ckptd-<target>-<timestamp>, so a target name must not contain "-".
+_TARGET_NAME_RE = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.]{0,39}")
+_HOST_RE = re.compile(r"[a-zA-Z0-9.\-]+")
+_PORT_RE = re.compile(r"[0-9]{1,5}")
+_CRON_FIELDS = "minute hour day-of-month month day-of-week"
+_DUPLICATE_NAME = "duplicate_target_name"
+
+
+def parse_duration(text: str | int) -> timedelta:
+    """Return the duration `text` names: whole seconds, or a string such as "1h30m".
+
+    Raises ValueError naming the accepted forms when `text` is none of them or is negative.
+    """
+    if isinstance(text, bool) or not isinstance(text, int | str):
+        raise ValueError(f"{text!r} is not a duration; expected {DURATION_FORMS}")
+
+    if isinstance(text, int):
+        if text < 0:
+            raise ValueError(f"{text} is negative; expected {DURATION_FORMS}")
+
+        return _timedelta(text, seconds=text)
+
+    stripped = text.strip()
+    if _SECONDS_RE.fullmatch(stripped):
+        return _timedelta(text, seconds=int(stripped))
+
+    match = _DURATION_RE.fullmatch(stripped)
+    if not stripped or match is None:
+        raise ValueError(f"{text!r} is not a duration; expected {DURATION_FORMS}")
+
+    parts = {unit: int(count) for unit, count in match.groupdict().items() if count is not None}
+    return _timedelta(text, **parts)
+
+
+def format_duration(duration: timedelta) -> str:
+    """Return `duration` in the policy's own notation, e.g. "1h30m"; "0s" for zero."""
+    remaining = int(duration.total_seconds())
+    parts: list[str] = []
+    for unit, seconds in _DURATION_UNITS:
+        count, remaining = divmod(remaining, seconds)
+        if count:
+            parts.append(f"{count}{unit}")
+
+    return "".join(parts) or "0s"
+
+
+def _timedelta(text: str | int, **parts: int) -> timedelta:
+    """Return a timedelta of `parts`; raise ValueError when it is too long to represent."""
+    try:
+        return timedelta(**parts)
+    except OverflowError:
+        raise ValueError(f"{text!r} is too long a duration") from None
+
+
+def _coerce_duration(value: object) -> timedelta:
+    """Return `value` as a timedelta: a timedelta as it is, anything else through parse_duration."""
+    if isinstance(value, timedelta):
+        return value
+
+    if isinstance(value, int | str):
+        return parse_duration(value)
+
+    raise ValueError(f"expected a duration: {DURATION_FORMS}")
+
+
+Duration = Annotated[timedelta, BeforeValidator(_coerce_duration)]
+Count = Annotated[int, Field(ge=1)]
+
+
+class _Model(BaseModel):
+    """Base of the policy models: immutable, strict about types, unknown keys rejected."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+def _cron_trigger(expr: str, timezone: ZoneInfo, jitter: int | None) -> Any:
+    """Return an APScheduler CronTrigger for a 5-field crontab `expr`; raise ValueError if bad."""
+    fields = expr.split()
+    if len(fields) != 5:
+        raise ValueError(f"got {len(fields)} field(s), expected 5")
+
+    minute, hour, day, month, day_of_week = fields
+    return CronTrigger(
+        minute=minute,
+        hour=hour,
+        day=day,
+        month=month,
+        day_of_week=day_of_week,
+        timezone=timezone,
+        jitter=jitter,
+    )
+
+
+def _check_crontab(expr: str) -> None:
+    """Raise ValueError unless APScheduler 3 runs `expr` exactly when crontab would."""
+    try:
+        _cron_trigger(expr, ZoneInfo("UTC"), None)
+    except ValueError as exc:
+        raise ValueError(f"invalid cron expression ({exc}); expected {_CRON_FIELDS}") from None
+
+    _, _, day, _, day_of_week = expr.split()
+    if any(character.isdigit() for character in day_of_week):
+        raise ValueError(
+            "write days of the week as names (sun, mon, ..., sat; ranges like mon-fri): "
+            "APScheduler 3 counts 0 as Monday where crontab counts 0 as Sunday"
+        )
+
+    if day != "*" and day_of_week != "*":
+        raise ValueError(
+            "restrict day-of-month or day-of-week, not both: crontab runs when either "
+            "matches, APScheduler only when both do"
+        )
+
+
+class Schedule(_Model):
+    """When a target is checkpointed: a fixed interval (`every`) or a crontab line (`cron`)."""
+
+    every: Duration | None = None
+    cron: str | None = None
+    timezone: str = "UTC"
+
+    @field_validator("every")
+    @classmethod
+    def _check_every(cls, value: timedelta | None) -> timedelta | None:
+        if value is not None and value <= timedelta(0):
+            raise ValueError("the interval must be longer than zero")
+
+        return value
+
+    @field_validator("cron")
+    @classmethod
+    def _check_cron(cls, value: str | None) -> str | None:
+        if value is not None:
+            _check_crontab(value)
+
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _check_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError, OSError):
+            raise ValueError(
+                "unknown time zone; expected an IANA name such as UTC or Europe/Berlin"
+            ) from None
+
+        return value
+
+    @model_validator(mode="after")
+    def _check_kind(self) -> Schedule:
+        if self.every is None and self.cron is None:
+            raise ValueError("expected one of 'every' (an interval) or 'cron' (a crontab line)")
+
+        if self.every is not None and self.cron is not None:
+            raise ValueError("has both 'every' and 'cron'; keep exactly one")
+
+        return self
+
+    def build_trigger(self, jitter: timedelta) -> Any:
+        """Return the APScheduler trigger for this schedule, firing up to `jitter` late."""
+        timezone = ZoneInfo(self.timezone)
+        jitter_seconds = int(jitter.total_seconds()) or None
+        if self.every is not None:
+            seconds = self.every.total_seconds()
+            return IntervalTrigger(seconds=seconds, timezone=timezone, jitter=jitter_seconds)
+
+        if self.cron is not None:
+            return _cron_trigger(self.cron, timezone, jitter_seconds)
+
+        raise AssertionError("a validated schedule has 'every' or 'cron'")
+
+    def describe(self) -> str:
+        """Return the schedule as a short phrase, e.g. "every 5m"."""
+        if self.every is not None:
+            return f"every {format_duration(self.every)}"
+
+        return f'cron "{self.cron}" ({self.timezone})'
+
+
+class Retention(_Model):
+    """Which checkpoints of a target to keep; with no rule set, every checkpoint is kept."""
+
+    keep_last: Count | None = None
+
+    def describe(self) -> str:
+        """Return the rules as a short phrase, e.g. "keep last 3"."""
+        rules: list[str] = []
+        if self.keep_last is not None:
+            rules.append(f"keep last {self.keep_last}")
+
+        return ", ".join(rules) or "keep all"
+
+
+class Target(_Model):
+    """One container to checkpoint on a schedule, under a name used in checkpoints and metrics."""
+
+    name: str
+    container: str
+    schedule: Schedule
+    jitter: Duration = timedelta(0)
+    leave_running: bool = True
+    retention: Retention = Retention()
+
+    @field_validator("name")
+    @classmethod
+    def _check_name(cls, value: str) -> str:
+        if not _TARGET_NAME_RE.fullmatch(value):
+            raise ValueError(
+                "expected 1-40 letters, digits, '_' or '.', starting with a letter or digit; "
+                "no '-', because checkpoint names are ckptd-<target>-<timestamp>"
+            )
+
+        return value
+
+    @field_validator("container")
+    @classmethod
+    def _check_container(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("expected a container name or id")
+
+        return value
+
+    @field_validator("jitter")
+    @classmethod
+    def _check_jitter(cls, value: timedelta) -> timedelta:
+        if value < timedelta(0):
+            raise ValueError("jitter must not be negative")
+
+        return value
+
+
+def _split_address(text: str) -> tuple[str, int]:
+    """Return the host and port of "host:port" ("[v6]:port"); raise ValueError if malformed."""
+    host, separator, port = text.rpartition(":")
+    if not separator or not host:
+        raise ValueError('expected "host:port", e.g. 127.0.0.1:9479 or [::1]:9479')
+
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise ValueError(f"{host!r} is not an IPv6 address") from None
+    elif ":" in host:
+        raise ValueError("write an IPv6 address in brackets, e.g. [::1]:9479")
+    elif not _HOST_RE.fullmatch(host):
+        raise ValueError(f"{host!r} is not a host name or IPv4 address")
+
+    if not _PORT_RE.fullmatch(port) or not 1 <= int(port) <= 65535:
+        raise ValueError(f"port {port!r} is not a number from 1 to 65535")
+
+    return host, int(port)
+
+
+class DaemonSettings(_Model):
+    """Settings of the daemon itself, shared by all targets."""
+
+    metrics_address: str = "127.0.0.1:9479"
+    max_concurrent: Count = 2
+    stop_timeout: Duration = timedelta(seconds=120)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    @field_validator("metrics_address")
+    @classmethod
+    def _check_metrics_address(cls, value: str) -> str:
+        _split_address(value)
+        return value
+
+    @field_validator("stop_timeout")
+    @classmethod
+    def _check_stop_timeout(cls, value: timedelta) -> timedelta:
+        if value <= timedelta(0):
+            raise ValueError("the stop timeout must be longer than zero")
+
+        return value
+
+    @property
+    def metrics_host(self) -> str:
+        """Return the host part of metrics_address, without brackets around an IPv6 address."""
+        return _split_address(self.metrics_address)[0]
+
+    @property
+    def metrics_port(self) -> int:
+        """Return the port of metrics_address."""
+        return _split_address(self.metrics_address)[1]
+
+
+def _duplicate_names(names: Sequence[object]) -> list[tuple[int, int]]:
+    """Return (index, index of first use) for each string in `names` that repeats an earlier one."""
+    first_use: dict[str, int] = {}
+    duplicates: list[tuple[int, int]] = []
+    for index, name in enumerate(names):
+        if not isinstance(name, str):
+            continue
+
+        if name in first_use:
+            duplicates.append((index, first_use[name]))
+
+        first_use.setdefault(name, index)
+
+    return duplicates
+
+
+class Policy(_Model):
+    """The whole policy file: daemon settings and the targets to checkpoint."""
+
+    daemon: DaemonSettings = DaemonSettings()
+    targets: list[Target]
+
+    @field_validator("targets")
+    @classmethod
+    def _check_targets(cls, value: list[Target]) -> list[Target]:
+        if not value:
+            raise ValueError("at least one target is required")
+
+        duplicates = _duplicate_names([target.name for target in value])
+        if duplicates:
+            names = ", ".join(repr(value[index].name) for index, _ in duplicates)
+            raise PydanticCustomError(
+                _DUPLICATE_NAME, "target names must be unique; repeated: {names}", {"names": names}
+            )
+
+        return value
+
+    def target(self, name: str) -> Target:
+        """Return the target called `name`; raise CkptdError listing the names when none is."""
+        for target in self.targets:
+            if target.name == name:
+                return target
+
+        known = ", ".join(target.name for target in self.targets)
+        raise CkptdError(f"no target named {name!r} in policy; targets: {known}")
+
+
+def load_policy(path: Path) -> Policy:
+    """Return the policy in the YAML file at `path`.
+
+    Raises PolicyError carrying every problem found: an unreadable file, broken YAML, or each
+    key that does not match the schema, with its key path and line.
+    """
+    root, data = _parse_yaml(path, _read_text(path))
+    if not isinstance(data, dict):
+        kind = "an empty file" if data is None else f"a {type(data).__name__}"
+        keys = ", ".join(Policy.model_fields)
+        raise PolicyError(path, [Problem("", f"expected a mapping with keys {keys}; got {kind}")])
+
+    problems = _duplicate_key_problems(root)
+    try:
+        policy = Policy.model_validate(data)
+    except ValidationError as exc:
+        problems += _validation_problems(exc, data, root)
+
+    if problems:
+        raise PolicyError(path, sorted(problems, key=lambda problem: problem.line or 0))
+
+    return policy
+
+
+def _read_text(path: Path) -> str:
+    """Return the text of the file at `path`; raise PolicyError if it cannot be read."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+    except UnicodeDecodeError as exc:
+        reason = f"not UTF-8 text ({exc.reason} at byte {exc.start})"
+
+    raise PolicyError(path, [Problem("", f"cannot read {path}: {reason}")])
+
+
+def _parse_yaml(path: Path, text: str) -> tuple[yaml.Node | None, Any]:
+    """Return the YAML node tree of `text` and the data it holds; raise PolicyError if broken."""
+    loader = yaml.SafeLoader(text)
+    try:
+        root = loader.get_single_node()
+        data = None if root is None else loader.construct_document(root)
+    except yaml.YAMLError as exc:
+        raise PolicyError(path, [_yaml_problem(exc)]) from None
+    finally:
+        loader.dispose()
+
+    return root, data
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> Problem:
+    """Return the problem a YAML parser error describes, at its (1-based) line when it has one."""
+    if not isinstance(exc, yaml.MarkedYAMLError) or exc.problem_mark is None:
+        return Problem("", f"not valid YAML: {exc}")
+
+    reason = f"not valid YAML: {exc.problem}"
+    if exc.context and exc.context_mark is not None:
+        reason += f" ({exc.context} at line {exc.context_mark.line + 1})"
+
+    return Problem("", reason, line=exc.problem_mark.line + 1)
+
+
+def _duplicate_key_problems(root: yaml.Node | None) -> list[Problem]:
+    """Return a problem for each key repeated in one mapping: YAML silently keeps the last."""
+    problems: list[Problem] = []
+    pending: list[tuple[Loc, yaml.Node]] = [] if root is None else [((), root)]
+    visited: set[int] = set()
+    while pending:
+        loc, node = pending.pop()
+        if id(node) in visited:
+            continue
+
+        visited.add(id(node))
+        if isinstance(node, yaml.SequenceNode):
+            pending += [((*loc, index), item) for index, item in enumerate(node.value)]
+        elif isinstance(node, yaml.MappingNode):
+            problems += _repeated_keys(loc, node)
+            pending += [((*loc, key.value), value) for key, value in _scalar_keys(node)]
+
+    return problems
+
+
+def _scalar_keys(node: yaml.MappingNode) -> list[tuple[yaml.ScalarNode, yaml.Node]]:
+    """Return the (key, value) pairs of `node` whose key is a plain scalar, merge keys left out."""
+    return [
+        (key, value)
+        for key, value in node.value
+        if isinstance(key, yaml.ScalarNode) and key.tag != "tag:yaml.org,2002:merge"
+    ]
+
+
+def _repeated_keys(loc: Loc, node: yaml.MappingNode) -> list[Problem]:
+    """Return a problem for each key of mapping `node` (at `loc`) already used in it."""
+    seen: set[str] = set()
+    problems: list[Problem] = []
+    for key, _ in _scalar_keys(node):
+        if key.value in seen:
+            message = "duplicate key; YAML would silently keep only the last one"
+            line = key.start_mark.line + 1
+            problems.append(Problem(_location((*loc, key.value)), message, line=line))
+
+        seen.add(key.value)
+
+    return problems
+
+
+def _validation_problems(exc: ValidationError, data: dict[Any, Any], root: Any) -> list[Problem]:
+    """Return one problem per pydantic error, plus one per repeated target name."""
+    problems: list[Problem] = []
+    for error in exc.errors(include_url=False):
+        # Reported below from the raw data instead, once per repeated name and even when other
+        # targets are invalid (pydantic only runs this check once all targets validate).
+        if error["type"] == _DUPLICATE_NAME:
+            continue
+
+        loc = tuple(error["loc"])
+        value = None if error["type"] in ("missing", "extra_forbidden") else error["input"]
+        problems.append(Problem(_location(loc), _message(error), value, _line_of(root, loc)))
+
+    return problems + _duplicate_name_problems(data, root)
+
+
+def _duplicate_name_problems(data: dict[Any, Any], root: Any) -> list[Problem]:
+    """Return a problem at targets[i].name for each target reusing an earlier target's name."""
+    targets = data.get("targets")
+    if not isinstance(targets, list):
+        return []
+
+    names = [target.get("name") if isinstance(target, dict) else None for target in targets]
+    problems: list[Problem] = []
+    for index, first in _duplicate_names(names):
+        loc: Loc = ("targets", index, "name")
+        message = f"duplicate target name; targets[{first}] is already called that"
+        problems.append(Problem(_location(loc), message, names[index], _line_of(root, loc)))
+
+    return problems
+
+
+def _location(loc: Loc) -> str:
+    """Return a key path such as "targets[1].schedule.every" for a pydantic location."""
+    text = ""
+    for part in loc:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        else:
+            text += f".{part}" if text else str(part)
+
+    return text
+
+
+def _message(error: ErrorDetails) -> str:
+    """Return what pydantic's `error` expected, worded for someone editing the policy file."""
+    if error["type"] == "extra_forbidden":
+        known = ", ".join(_known_keys(tuple(error["loc"])))
+        return f"unknown key; expected one of: {known}"
+
+    if error["type"] == "missing":
+        return "required key is missing"
+
+    message = error["msg"].removeprefix("Value error, ").removeprefix("Assertion failed, ")
+    message = re.sub(r"a valid dictionary( or instance of \w+)?", "a mapping", message)
+    return re.sub(r"^Input should be", "should be", message)
+
+
+def _known_keys(loc: Loc) -> list[str]:
+    """Return the keys allowed in the mapping that holds the key at `loc`."""
+    model: type[BaseModel] | None = Policy
+    for part in loc[:-1]:
+        if isinstance(part, str) and model is not None:
+            field = model.model_fields.get(part)
+            model = None if field is None else _nested_model(field.annotation)
+
+    return [] if model is None else list(model.model_fields)
+
+
+def _nested_model(annotation: Any) -> type[BaseModel] | None:
+    """Return the model class `annotation` holds (directly, in a list or optional), if any."""
+    for candidate in (annotation, *get_args(annotation)):
+        if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+            return candidate
+
+    return None
+
+
+def _line_of(root: Any, loc: Loc) -> int | None:
+    """Return the 1-based line of the key at `loc`, or of its nearest ancestor present."""
+    node, line = root, None
+    for part in loc:
+        if isinstance(node, yaml.MappingNode) and isinstance(part, str):
+            pairs = [pair for pair in _scalar_keys(node) if pair[0].value == part]
+            if not pairs:
+                break
+
+            key, node = pairs[-1]
+            line = key.start_mark.line + 1
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
+            if part >= len(node.value):
+                break
+
+            node = node.value[part]
+            line = node.start_mark.line + 1
+        else:
+            break
+
+    return line
+
+
+def summarize_policy(policy: Policy, path: Path) -> str:
+    """Return a one-screen summary of a valid policy for `ckptd check-config`."""
+    daemon = policy.daemon
+    lines = [
+        f"{path}: OK, {len(policy.targets)} target(s)",
+        f"daemon: metrics on {daemon.metrics_address}, up to {daemon.max_concurrent} "
+        f"checkpoint(s) at once, stop timeout {format_duration(daemon.stop_timeout)}, "
+        f"log level {daemon.log_level}",
+        "targets:",
+    ]
+    width = max((len(target.name) for target in policy.targets), default=0)
+    lines += [f"  {_describe_target(target, width)}" for target in policy.targets]
+    return "\n".join(lines)
+
+
+def _describe_target(target: Target, width: int) -> str:
+    """Return one summary line for `target`, its name padded to `width`."""
+    running = "leave running" if target.leave_running else "stop after checkpoint"
+    details = [
+        f"container {target.container}",
+        target.schedule.describe(),
+        f"jitter {format_duration(target.jitter)}",
+        running,
+        target.retention.describe(),
+    ]
+    return f"{target.name:<{width}}  " + ", ".join(details)

@@ -81,11 +81,15 @@ class Engine:
         kwargs: dict[str, Any] = dict(kwargs_from_env())
         if base_url:
             kwargs["base_url"] = base_url
+        # The SDK rewrites a socket address to http+docker://localhost; keep what was asked for.
+        self._address = str(kwargs.get("base_url") or "unix:///var/run/docker.sock")
 
         try:
             self.api = docker.APIClient(timeout=API_TIMEOUT_S, **kwargs)
         except DockerException as error:
-            raise EngineNotReadyError(f"cannot reach the Docker engine: {error}") from error
+            raise EngineNotReadyError(
+                f"cannot reach the Docker engine at {self._address} ({error}); is dockerd running?"
+            ) from error
 
         # The checkpoint endpoints have no public SDK method; these request helpers of the
         # low-level client are what its own methods use, but they are untyped.
@@ -134,7 +138,19 @@ class Engine:
                 f"so it cannot checkpoint: {EXPERIMENTAL_HINT}"
             )
 
+        # runc runs CRIU from the engine host's PATH; a remote engine cannot be checked from here.
+        if self.is_local and status.criu is None:
+            raise EngineNotReadyError(
+                f"dockerd {status.version} is experimental but no criu binary was found: "
+                + CRIU_HINT
+            )
+
         return status
+
+    @property
+    def is_local(self) -> bool:
+        """True when the engine listens on a Unix socket of this host."""
+        return self._address.startswith("unix://")
 
     def container(self, ref: str) -> ContainerInfo:
         """Return the container named (or with the id) ``ref``."""

@@ -108,7 +108,17 @@ def _coerce_duration(value: object) -> timedelta:
     raise ValueError(f"expected a duration: {DURATION_FORMS}")
 
 
+def _coerce_absolute_path(value: object) -> Path:
+    """Return `value` as a Path when it is an absolute path written as text."""
+    path = Path(value) if isinstance(value, str) else value
+    if not isinstance(path, Path) or not path.is_absolute():
+        raise ValueError("expected an absolute path, e.g. /var/lib/ckptd")
+
+    return path
+
+
 Duration = Annotated[timedelta, BeforeValidator(_coerce_duration)]
+AbsolutePath = Annotated[Path, BeforeValidator(_coerce_absolute_path)]
 Count = Annotated[int, Field(ge=1)]
 
 
@@ -305,6 +315,8 @@ class DaemonSettings(_Model):
     max_concurrent: Count = 2
     stop_timeout: Duration = timedelta(seconds=120)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    # ckptd's own records (catalog, pins, store) live here; created mode 0700 on first use.
+    state_dir: AbsolutePath = Path("/var/lib/ckptd")
 
     @field_validator("metrics_address")
     @classmethod

@@ -165,6 +165,7 @@ def test_minimal_policy_takes_the_defaults(tmp_path: Path) -> None:
         ("stop_timeout: 90", "stop_timeout", timedelta(seconds=90)),
         ("stop_timeout: 1h30m", "stop_timeout", timedelta(minutes=90)),
         ("log_level: debug", "log_level", "debug"),
+        ("state_dir: /srv/ckptd", "state_dir", Path("/srv/ckptd")),
     ],
 )
 def test_valid_daemon_settings(tmp_path: Path, text: str, attribute: str, expected: object) -> None:
@@ -421,6 +422,12 @@ INVALID = [
         id="bad-log-level",
     ),
     pytest.param(
+        "daemon: {state_dir: var/lib/ckptd}\n" + MINIMAL,
+        "daemon.state_dir",
+        "absolute path",
+        id="relative-state-dir",
+    ),
+    pytest.param(
         MINIMAL + "    retention: {keep_last: 0}\n",
         "targets[0].retention.keep_last",
         "greater than or equal to 1",
@@ -479,7 +486,7 @@ def test_unknown_key_lists_the_keys_expected(tmp_path: Path) -> None:
     problems = problems_of(tmp_path, "daemon: {port: 1}\n" + MINIMAL)
 
     expected = "unknown key; expected one of: metrics_address, max_concurrent, stop_timeout, "
-    assert expected + "log_level" == problems[0].message
+    assert expected + "log_level, state_dir" == problems[0].message
 
 
 def test_every_independent_problem_is_reported_at_once(tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import structlog
 
+from ckptd import runc
 from ckptd.engine import ContainerInfo, Engine
 from ckptd.errors import (
     CheckpointFailedError,
@@ -67,6 +68,8 @@ class CheckpointResult:
     size_bytes: int | None
     pruned: list[str] = field(default_factory=list)
     kept: int = 0
+    engine: str = "docker"
+    frozen_s: float | None = None
 
 
 class Checkpointer:
@@ -116,6 +119,8 @@ class Checkpointer:
             checkpoint=result.checkpoint,
             duration_s=round(result.duration_s, 3),
             size_bytes=result.size_bytes,
+            engine=result.engine,
+            frozen_s=result.frozen_s,
             pruned=result.pruned,
             kept=result.kept,
         )
@@ -126,10 +131,13 @@ class Checkpointer:
         with self._container_lock(container):
             existing = self.engine.list_checkpoints(container.id)
             name = make_checkpoint_name(target.name, self.clock(), existing)
-            duration = self._create(target, container, name)
+            duration, engine, frozen = self._create(target, container, name)
 
         labels = (target.name, target.container)
         size = self.engine.checkpoint_size(container.id, name)
+        if frozen is not None:
+            self.metrics.frozen.labels(*labels).observe(frozen)
+
         self.metrics.successes.labels(*labels).inc()
         self.metrics.duration.labels(*labels).observe(duration)
         self.metrics.last_success.labels(*labels).set(time.time())
@@ -137,18 +145,27 @@ class Checkpointer:
             self.metrics.size.labels(*labels).set(size)
 
         result = CheckpointResult(target.name, target.container, name, duration, size)
+        result.engine, result.frozen_s = engine, frozen
         self._prune(target, container, newest_good=name, result=result)
         return result
 
-    def _create(self, target: Target, container: ContainerInfo, name: str) -> float:
+    def _create(
+        self, target: Target, container: ContainerInfo, name: str
+    ) -> tuple[float, str, float | None]:
+        """Create the checkpoint; return its duration, the engine used and CRIU's frozen time."""
+        direct = runc.find(self.engine, container.id) if target.engine == "runc" else None
         started = time.monotonic()
         try:
-            self.engine.create_checkpoint(container.id, name, target.leave_running)
+            if direct is None:
+                self.engine.create_checkpoint(container.id, name, target.leave_running)
+                return time.monotonic() - started, "docker", None
+
+            stats = runc.checkpoint(direct, name)
         except CheckpointFailedError:
             self._discard_partial(container, name)
             raise
 
-        return time.monotonic() - started
+        return time.monotonic() - started, "runc", None if stats is None else stats.frozen_s
 
     def _discard_partial(self, container: ContainerInfo, name: str) -> None:
         """Remove what a failed attempt left under its fresh name, so it never counts as good."""

@@ -51,6 +51,17 @@ class ContainerInfo:
 
 
 @dataclass(frozen=True)
+class RuntimeFacts:
+    """What the engine says about how a running container is run, for calling runc directly."""
+
+    id: str
+    pid: int
+    runtime: str
+    runtime_path: str | None
+    root_dir: str
+
+
+@dataclass(frozen=True)
 class EngineStatus:
     """The engine's answer to "can you checkpoint?"."""
 
@@ -161,6 +172,23 @@ class Engine:
             id=str(data["Id"]),
             name=str(data["Name"]).lstrip("/"),
             running=bool(data["State"]["Running"]),
+        )
+
+    def runtime_facts(self, ref: str) -> RuntimeFacts:
+        """Return the init pid, OCI runtime and data root of container ``ref``."""
+        with self._translated(ref):
+            data = self.api.inspect_container(ref)
+            info = self.api.info()
+
+        runtime = str(data.get("HostConfig", {}).get("Runtime") or info.get("DefaultRuntime", ""))
+        described = (info.get("Runtimes") or {}).get(runtime) or {}
+        self._root_dir = str(info.get("DockerRootDir", "/var/lib/docker"))
+        return RuntimeFacts(
+            id=str(data["Id"]),
+            pid=int(data["State"].get("Pid") or 0),
+            runtime=runtime,
+            runtime_path=described.get("path"),
+            root_dir=self._root_dir,
         )
 
     def containers(self) -> list[ContainerInfo]:

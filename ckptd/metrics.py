@@ -11,6 +11,8 @@ FAILURE_REASONS = ("container_not_found", "engine_unavailable", "checkpoint_fail
 
 # From a small process on a fast disk (0.1 s) to a multi-GiB one through dockerd (minutes).
 DURATION_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300, 600)
+# CRIU's frozen time: tens of milliseconds for a small process, seconds for many GiB.
+FROZEN_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 
 
 class Metrics:
@@ -67,6 +69,13 @@ class Metrics:
             labels,
             registry=registry,
         )
+        self.frozen = Histogram(
+            "ckptd_app_frozen_seconds",
+            "How long CRIU kept the container's processes frozen, where the engine reports it.",
+            labels,
+            buckets=FROZEN_BUCKETS,
+            registry=registry,
+        )
 
     def declare(self, targets: Iterable[tuple[str, str]]) -> None:
         """Create every series at 0 for each (target, container), so absence means no data."""
@@ -78,3 +87,4 @@ class Metrics:
             for reason in FAILURE_REASONS:
                 self.failures.labels(target, container, reason)
             self.duration.labels(target, container)
+            self.frozen.labels(target, container)

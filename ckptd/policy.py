@@ -24,6 +24,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -49,6 +50,8 @@ _HOST_RE = re.compile(r"[a-zA-Z0-9.\-]+")
 _PORT_RE = re.compile(r"[0-9]{1,5}")
 _CRON_FIELDS = "minute hour day-of-month month day-of-week"
 _DUPLICATE_NAME = "duplicate_target_name"
+# docker: the Engine API's checkpoint call; runc: runc called directly (see ckptd/runc.py).
+EngineName = Literal["docker", "runc"]
 
 
 def parse_duration(text: str | int) -> timedelta:
@@ -254,6 +257,8 @@ class Target(_Model):
     container: str
     schedule: Schedule
     jitter: Duration = timedelta(0)
+    # Declared before leave_running, whose check reads it; daemon.engine fills it when unset.
+    engine: EngineName = "docker"
     leave_running: bool = True
     retention: Retention = Retention()
 
@@ -273,6 +278,17 @@ class Target(_Model):
     def _check_container(cls, value: str) -> str:
         if not value.strip():
             raise ValueError("expected a container name or id")
+
+        return value
+
+    @field_validator("leave_running")
+    @classmethod
+    def _check_leave_running(cls, value: bool, info: ValidationInfo) -> bool:
+        if not value and info.data.get("engine") == "runc":
+            raise ValueError(
+                "engine runc (set on the target or by daemon.engine) only takes checkpoints that "
+                "leave the container running; set leave_running: true or engine: docker"
+            )
 
         return value
 
@@ -317,6 +333,8 @@ class DaemonSettings(_Model):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     # ckptd's own records (catalog, pins, store) live here; created mode 0700 on first use.
     state_dir: AbsolutePath = Path("/var/lib/ckptd")
+    # The engine of every target that names none.
+    engine: EngineName = "docker"
 
     @field_validator("metrics_address")
     @classmethod
@@ -364,6 +382,24 @@ class Policy(_Model):
 
     daemon: DaemonSettings = DaemonSettings()
     targets: list[Target]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _inherit_engine(cls, data: Any) -> Any:
+        """Give daemon.engine to each target that names no engine of its own."""
+        daemon = data.get("daemon") if isinstance(data, dict) else None
+        engine = daemon.get("engine") if isinstance(daemon, dict) else None
+        targets = data.get("targets") if isinstance(data, dict) else None
+        if engine not in get_args(EngineName) or not isinstance(targets, list):
+            return data
+
+        inherited = [
+            {**target, "engine": engine}
+            if isinstance(target, dict) and "engine" not in target
+            else target
+            for target in targets
+        ]
+        return {**data, "targets": inherited}
 
     @field_validator("targets")
     @classmethod
@@ -622,4 +658,7 @@ def _describe_target(target: Target, width: int) -> str:
         running,
         target.retention.describe(),
     ]
+    if target.engine != "docker":
+        details.append(f"engine {target.engine}")
+
     return f"{target.name:<{width}}  " + ", ".join(details)

@@ -486,7 +486,7 @@ def test_unknown_key_lists_the_keys_expected(tmp_path: Path) -> None:
     problems = problems_of(tmp_path, "daemon: {port: 1}\n" + MINIMAL)
 
     expected = "unknown key; expected one of: metrics_address, max_concurrent, stop_timeout, "
-    assert expected + "log_level, state_dir" == problems[0].message
+    assert expected + "log_level, state_dir, engine" == problems[0].message
 
 
 def test_every_independent_problem_is_reported_at_once(tmp_path: Path) -> None:
@@ -571,3 +571,64 @@ def test_policy_error_message_lists_every_problem(tmp_path: Path) -> None:
     assert f"{path}: 2 problem(s)" == lines[0]
     assert lines[1].startswith("  - line 1: daemon.max_concurrent: should be greater than")
     assert lines[2].startswith("  - line 6: targets[0].jitter: 'soon' is not a duration")
+
+
+# --- engines ---------------------------------------------------------------------------------
+
+
+def test_targets_use_the_docker_engine_unless_told() -> None:
+    assert "docker" == target().engine
+    assert "docker" == DaemonSettings().engine
+
+
+def test_daemon_engine_is_inherited_by_targets_naming_none(tmp_path: Path) -> None:
+    policy = load_policy(
+        write(
+            tmp_path,
+            """
+            daemon: {engine: runc}
+            targets:
+              - {name: a, container: c, schedule: {every: 5m}}
+              - {name: b, container: c, schedule: {every: 5m}, engine: docker}
+            """,
+        )
+    )
+
+    assert ["runc", "docker"] == [t.engine for t in policy.targets]
+    assert "engine runc" in summarize_policy(policy, tmp_path / "policy.yaml")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        """
+        targets:
+          - {name: a, container: c, schedule: {every: 5m}, engine: runc, leave_running: false}
+        """,
+        """
+        daemon: {engine: runc}
+        targets:
+          - {name: a, container: c, schedule: {every: 5m}, leave_running: false}
+        """,
+    ],
+)
+def test_the_runc_engine_refuses_leave_running_false(tmp_path: Path, text: str) -> None:
+    [problem] = problems_of(tmp_path, text)
+
+    assert "targets[0].leave_running" == problem.location
+    assert "leave the container running" in problem.message
+    assert problem.line is not None
+
+
+def test_an_unknown_engine_is_named(tmp_path: Path) -> None:
+    problems = problems_of(
+        tmp_path,
+        """
+        daemon: {engine: podman}
+        targets:
+          - {name: a, container: c, schedule: {every: 5m}, engine: crun}
+        """,
+    )
+
+    assert ["daemon.engine", "targets[0].engine"] == [p.location for p in problems]
+    assert all("'docker' or 'runc'" in p.message for p in problems)

@@ -106,13 +106,18 @@ class Checkpointer:
         """Checkpoint ``target`` now and prune; raise CkptdError after recording the failure."""
         bound = log.bind(target=target.name, container=target.container)
         self.metrics.attempts.labels(target.name, target.container).inc()
+        self.metrics.last_attempt.labels(target.name, target.container).set_to_current_time()
         try:
             result = self._checkpoint_and_prune(target)
         except CkptdError as error:
             reason = failure_reason(error)
             self.metrics.failures.labels(target.name, target.container, reason).inc()
+            self.metrics.last_failure.labels(target.name, target.container).set_to_current_time()
+            self._record_engine(reason)
             bound.error("checkpoint_failed", reason=reason, error=str(error))
             raise
+
+        self.metrics.engine_up.set(1)
 
         bound.info(
             "checkpoint_done",
@@ -125,6 +130,14 @@ class Checkpointer:
             kept=result.kept,
         )
         return result
+
+    def _record_engine(self, reason: str) -> None:
+        """Set ckptd_engine_up from how a failed run ended."""
+        if reason == "engine_unavailable":
+            self.metrics.engine_up.set(0)
+        elif reason != "timeout":
+            # The engine answered, if only with a refusal; a timeout says nothing either way.
+            self.metrics.engine_up.set(1)
 
     def _checkpoint_and_prune(self, target: Target) -> CheckpointResult:
         container = self.engine.container(target.container)
@@ -202,6 +215,15 @@ class Checkpointer:
 
         result.kept = len(refs) - len(result.pruned)
         self.metrics.kept.labels(*labels).set(result.kept)
+        kept = [ref.name for ref in refs if ref.name not in result.pruned]
+        self._set_retained(target, container, kept)
+
+    def _set_retained(self, target: Target, container: ContainerInfo, names: list[str]) -> None:
+        """Set ckptd_retained_bytes to the size of ``names``, when the engine's disk is local."""
+        sizes = [self.engine.checkpoint_size(container.id, name) for name in names]
+        known = [size for size in sizes if size is not None]
+        if len(known) == len(sizes):
+            self.metrics.retained.labels(target.name, target.container).set(sum(known))
 
     def refresh(self, target: Target) -> None:
         """Set the target's gauges from what exists on the engine (at start-up and reload)."""
@@ -210,6 +232,7 @@ class Checkpointer:
             container = self.engine.container(target.container)
             refs = checkpoints_of(target.name, self.engine.list_checkpoints(container.id))
         except CkptdError as error:
+            self._record_engine(failure_reason(error))
             log.warning(
                 "target_unavailable",
                 target=target.name,
@@ -218,6 +241,8 @@ class Checkpointer:
             )
             return
 
+        self.metrics.engine_up.set(1)
         self.metrics.kept.labels(*labels).set(len(refs))
+        self._set_retained(target, container, [ref.name for ref in refs])
         if refs:
             self.metrics.last_success.labels(*labels).set(refs[0].created.timestamp())

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import threading
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType
 
@@ -16,8 +17,10 @@ from prometheus_client import CollectorRegistry, start_http_server
 from ckptd.checkpointer import Checkpointer
 from ckptd.engine import Engine
 from ckptd.errors import CkptdError, PolicyError
+from ckptd.interval import expected_interval_seconds
 from ckptd.metrics import Metrics
 from ckptd.policy import Policy, Target, load_policy
+from ckptd.probe import EngineProbe
 
 log = structlog.get_logger("ckptd.daemon")
 
@@ -31,6 +34,7 @@ class Daemon:
         self.registry = CollectorRegistry()
         self.metrics = Metrics(self.registry)
         self.checkpointer = Checkpointer(engine, self.metrics)
+        self.probe = EngineProbe(engine, self.metrics)
         self.stop_requested = threading.Event()
         self.reload_requested = threading.Event()
         self._wake = threading.Event()
@@ -49,6 +53,7 @@ class Daemon:
         log.info("metrics_listening", address=settings.metrics_address)
 
         self._install_signal_handlers()
+        self.probe.start()
         self._schedule(self.policy)
         self.scheduler.start()
         log.info("daemon_started", policy=str(self.policy_path), targets=len(self.policy.targets))
@@ -78,9 +83,12 @@ class Daemon:
     def _schedule(self, policy: Policy) -> None:
         """Replace all jobs with one per target of ``policy``."""
         self.scheduler.remove_all_jobs()
-        self.metrics.declare((t.name, t.container) for t in policy.targets)
+        pairs = [(t.name, t.container) for t in policy.targets]
+        self.metrics.forget_others(pairs)
+        self.metrics.declare(pairs)
 
         for target in policy.targets:
+            self._set_expected_interval(target)
             self.checkpointer.refresh(target)
             self.scheduler.add_job(
                 self._job,
@@ -105,9 +113,16 @@ class Daemon:
         self._schedule(policy)
         log.info("policy_reloaded", policy=str(self.policy_path), targets=len(policy.targets))
 
+    def _set_expected_interval(self, target: Target, jitter: timedelta = timedelta(0)) -> None:
+        seconds = expected_interval_seconds(target.schedule, datetime.now(UTC), jitter)
+        self.metrics.expected_interval.labels(target.name, target.container).set(seconds)
+
     def _job(self, target: Target) -> None:
         if self.stop_requested.is_set():
             return
+
+        # A crontab line's gaps differ (Friday to Monday); measure the one this run starts.
+        self._set_expected_interval(target, target.jitter)
 
         with self._idle:
             self._in_flight += 1
@@ -125,6 +140,7 @@ class Daemon:
         timeout = self.policy.daemon.stop_timeout.total_seconds()
         log.info("daemon_stopping", in_flight=self._in_flight, wait_s=timeout)
         self.scheduler.shutdown(wait=False)
+        self.probe.stop()
 
         with self._idle:
             finished = self._idle.wait_for(lambda: self._in_flight == 0, timeout=timeout)

@@ -140,6 +140,11 @@ class Engine:
             criu=criu,
         )
 
+    def ping(self) -> None:
+        """Return once the engine answers its cheapest call; raise EngineNotReadyError if not."""
+        with self._translated():
+            self.api.ping()
+
     def require_ready(self) -> EngineStatus:
         """Return the status, or raise EngineNotReadyError saying what to fix."""
         status = self.status()

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from contextlib import suppress
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.metrics import MetricWrapperBase
+
+from ckptd import __version__
 
 # Failure reasons are a closed set so the label stays bounded; each starts at 0.
 FAILURE_REASONS = ("container_not_found", "engine_unavailable", "checkpoint_failed", "timeout")
@@ -51,9 +55,39 @@ class Metrics:
             labels,
             registry=registry,
         )
+        self.last_attempt = Gauge(
+            "ckptd_last_attempt_timestamp_seconds",
+            "Unix time ckptd last started a checkpoint of the target (0: none since start).",
+            labels,
+            registry=registry,
+        )
+        self.last_failure = Gauge(
+            "ckptd_last_failure_timestamp_seconds",
+            "Unix time the last failed checkpoint run of the target ended (0: none since start).",
+            labels,
+            registry=registry,
+        )
+        self.expected_interval = Gauge(
+            "ckptd_expected_interval_seconds",
+            "Seconds from one scheduled checkpoint of the target to the next.",
+            labels,
+            registry=registry,
+        )
+        self.scheduled_since = Gauge(
+            "ckptd_target_scheduled_timestamp_seconds",
+            "Unix time this ckptd process began scheduling the target.",
+            labels,
+            registry=registry,
+        )
         self.size = Gauge(
-            "ckptd_last_checkpoint_size_bytes",
-            "Bytes on disk of the last successful checkpoint.",
+            "ckptd_checkpoint_size_bytes",
+            "Bytes on disk of the target's last successful checkpoint.",
+            labels,
+            registry=registry,
+        )
+        self.retained = Gauge(
+            "ckptd_retained_bytes",
+            "Bytes on disk of ckptd's checkpoints of the target that exist now.",
             labels,
             registry=registry,
         )
@@ -76,15 +110,62 @@ class Metrics:
             buckets=FROZEN_BUCKETS,
             registry=registry,
         )
+        self.engine_up = Gauge(
+            "ckptd_engine_up",
+            "1 when the engine answered ckptd's last call to it, 0 when it could not be reached.",
+            registry=registry,
+        )
+        self.build_info = Gauge(
+            "ckptd_build_info",
+            "Always 1; the version label says which ckptd is running.",
+            ["version"],
+            registry=registry,
+        )
+        self.build_info.labels(__version__).set(1)
+        self._declared: set[tuple[str, str]] = set()
 
     def declare(self, targets: Iterable[tuple[str, str]]) -> None:
         """Create every series at 0 for each (target, container), so absence means no data."""
         for target, container in targets:
             for counter in (self.attempts, self.successes, self.pruned):
                 counter.labels(target, container)
-            for gauge in (self.last_success, self.size, self.kept):
+
+            for gauge in self._target_gauges():
                 gauge.labels(target, container)
+
             for reason in FAILURE_REASONS:
                 self.failures.labels(target, container, reason)
+
             self.duration.labels(target, container)
             self.frozen.labels(target, container)
+            if (target, container) not in self._declared:
+                self.scheduled_since.labels(target, container).set_to_current_time()
+                self._declared.add((target, container))
+
+    def forget_others(self, targets: Iterable[tuple[str, str]]) -> None:
+        """Remove the series of every declared (target, container) not in ``targets``.
+
+        A target dropped from the policy would otherwise keep its last-success time for
+        ever, and a staleness alert would fire for something nobody asks ckptd to do.
+        """
+        keep = set(targets)
+        labelled = [m for m in vars(self).values() if isinstance(m, MetricWrapperBase)]
+        for target, container in self._declared - keep:
+            for metric in labelled:
+                # A metric without these labels (engine_up, build_info) refuses; it has none.
+                with suppress(ValueError):
+                    metric.remove_by_labels({"target": target, "container": container})
+
+        self._declared &= keep
+
+    def _target_gauges(self) -> tuple[Gauge, ...]:
+        """Return the per-target gauges that start at 0."""
+        return (
+            self.last_success,
+            self.last_attempt,
+            self.last_failure,
+            self.expected_interval,
+            self.size,
+            self.retained,
+            self.kept,
+        )

@@ -15,19 +15,29 @@ from pathlib import Path
 import structlog
 
 from ckptd import runc
+from ckptd.catalog import Catalog, CheckpointRecord
 from ckptd.engine import ContainerInfo, Engine
 from ckptd.errors import (
     CheckpointFailedError,
     CkptdError,
-    ContainerNotFoundError,
-    EngineNotReadyError,
+    ContainerNotRunningError,
+    UnsafeExitError,
 )
+from ckptd.failures import failure_reason, read_criu_excerpt
+from ckptd.inventory import target_checkpoints
 from ckptd.metrics import Metrics
-from ckptd.naming import checkpoints_of, make_checkpoint_name
+from ckptd.naming import CheckpointRef, make_checkpoint_name, parse_checkpoint_name
 from ckptd.policy import Target
 from ckptd.retention import plan_prune
 
 log = structlog.get_logger("ckptd.checkpointer")
+
+# Back-to-back checkpoints of one container sometimes fail with "content sha256:...: already
+# exists" in containerd's store (about 1 in 5 with no gap, none seen with a 1 s gap).
+CONTENT_RACE_ATTEMPTS = 3
+CONTENT_RACE_PAUSE_S = 1.5
+
+__all__ = ["CheckpointResult", "Checkpointer", "default_lock_dir", "failure_reason"]
 
 
 def default_lock_dir() -> Path:
@@ -41,20 +51,6 @@ def default_lock_dir() -> Path:
         return run
 
     return Path(tempfile.gettempdir()) / "ckptd-locks"
-
-
-def failure_reason(error: CkptdError) -> str:
-    """Return the metric label for a failed checkpoint (one of metrics.FAILURE_REASONS)."""
-    if isinstance(error, ContainerNotFoundError):
-        return "container_not_found"
-
-    if isinstance(error, EngineNotReadyError):
-        return "engine_unavailable"
-
-    if isinstance(error, CheckpointFailedError) and "no answer within" in error.reason:
-        return "timeout"
-
-    return "checkpoint_failed"
 
 
 @dataclass
@@ -79,16 +75,18 @@ class Checkpointer:
         self,
         engine: Engine,
         metrics: Metrics,
+        catalog: Catalog,
         lock_dir: Path | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.engine = engine
         self.metrics = metrics
+        self.catalog = catalog
         self.lock_dir = lock_dir or default_lock_dir()
         self.clock = clock
 
     @contextmanager
-    def _container_lock(self, container: ContainerInfo) -> Iterator[None]:
+    def container_lock(self, container: ContainerInfo) -> Iterator[None]:
         """Hold an exclusive lock on the container, across threads and processes.
 
         flock is per open file, so two threads (two targets on one container) or the daemon
@@ -102,13 +100,16 @@ class Checkpointer:
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
-    def run(self, target: Target) -> CheckpointResult:
-        """Checkpoint ``target`` now and prune; raise CkptdError after recording the failure."""
+    def run(self, target: Target, origin: str = "schedule") -> CheckpointResult:
+        """Checkpoint ``target`` now and prune; raise CkptdError after recording the failure.
+
+        ``origin`` says who asked ("schedule", "cli") and is kept in the catalog.
+        """
         bound = log.bind(target=target.name, container=target.container)
         self.metrics.attempts.labels(target.name, target.container).inc()
         self.metrics.last_attempt.labels(target.name, target.container).set_to_current_time()
         try:
-            result = self._checkpoint_and_prune(target)
+            result = self._checkpoint_and_prune(target, origin)
         except CkptdError as error:
             reason = failure_reason(error)
             self.metrics.failures.labels(target.name, target.container, reason).inc()
@@ -139,15 +140,21 @@ class Checkpointer:
             # The engine answered, if only with a refusal; a timeout says nothing either way.
             self.metrics.engine_up.set(1)
 
-    def _checkpoint_and_prune(self, target: Target) -> CheckpointResult:
-        container = self.engine.container(target.container)
-        with self._container_lock(container):
+    def _checkpoint_and_prune(self, target: Target, origin: str) -> CheckpointResult:
+        try:
+            container = self._runnable_container(target)
+        except CkptdError as error:
+            self.catalog.record_failure(
+                target.name, "", target.container, failure_reason(error), str(error), origin
+            )
+            raise
+
+        with self.container_lock(container):
             existing = self.engine.list_checkpoints(container.id)
-            name = make_checkpoint_name(target.name, self.clock(), existing)
-            duration, engine, frozen = self._create(target, container, name)
+            self._sweep_leftovers(container, existing)
+            name, duration, size, engine, frozen = self._create(target, container, existing, origin)
 
         labels = (target.name, target.container)
-        size = self.engine.checkpoint_size(container.id, name)
         if frozen is not None:
             self.metrics.frozen.labels(*labels).observe(frozen)
 
@@ -162,48 +169,155 @@ class Checkpointer:
         self._prune(target, container, newest_good=name, result=result)
         return result
 
+    def _runnable_container(self, target: Target) -> ContainerInfo:
+        """Return the target's container, or raise why it cannot be checkpointed now."""
+        container = self.engine.container(target.container)
+        if not container.running:
+            raise ContainerNotRunningError(container.name)
+
+        if not target.leave_running:
+            why = unsafe_exit_reason(container)
+            if why is not None:
+                raise UnsafeExitError(target.name, container.name, why)
+
+        return container
+
     def _create(
+        self, target: Target, container: ContainerInfo, existing: list[str], origin: str
+    ) -> tuple[str, float, int | None, str, float | None]:
+        """Create one checkpoint, retrying a content-store race under a new name.
+
+        Return its name, how long the engine took, its size, the engine used and CRIU's frozen
+        time.
+        """
+        taken = set(existing)
+        for attempt in range(1, CONTENT_RACE_ATTEMPTS + 1):
+            when = self.clock()
+            name = make_checkpoint_name(target.name, when, taken)
+            taken.add(name)
+            attempt_id = self.catalog.begin_attempt(
+                target.name, container.id, container.name, container.image, name, origin, when
+            )
+            started = time.monotonic()
+            try:
+                engine, frozen = self._engine_create(target, container, name)
+            except CkptdError as error:
+                reason = self._record_failure(attempt_id, container, name, error, started)
+                if reason != "content_race" or attempt == CONTENT_RACE_ATTEMPTS:
+                    raise
+
+                log.warning(
+                    "checkpoint_retried", target=target.name, checkpoint=name, reason=reason
+                )
+                time.sleep(CONTENT_RACE_PAUSE_S)
+                continue
+
+            duration = time.monotonic() - started
+            size = self.engine.checkpoint_size(container.id, name)
+            self.catalog.finish_attempt(attempt_id, "ok", size_bytes=size, duration_s=duration)
+            return name, duration, size, engine, frozen
+
+        raise AssertionError("the last attempt either returns or raises")
+
+    def _engine_create(
         self, target: Target, container: ContainerInfo, name: str
-    ) -> tuple[float, str, float | None]:
-        """Create the checkpoint; return its duration, the engine used and CRIU's frozen time."""
+    ) -> tuple[str, float | None]:
+        """Ask the engine for the checkpoint; return the engine used and CRIU's frozen time."""
         direct = runc.find(self.engine, container.id) if target.engine == "runc" else None
-        started = time.monotonic()
-        try:
-            if direct is None:
-                self.engine.create_checkpoint(container.id, name, target.leave_running)
-                return time.monotonic() - started, "docker", None
+        if direct is None:
+            self.engine.create_checkpoint(container.id, name, target.leave_running)
+            return "docker", None
 
-            stats = runc.checkpoint(direct, name)
-        except CheckpointFailedError:
-            self._discard_partial(container, name)
-            raise
+        stats = runc.checkpoint(direct, name)
+        return "runc", None if stats is None else stats.frozen_s
 
-        return time.monotonic() - started, "runc", None if stats is None else stats.frozen_s
+    def _record_failure(
+        self,
+        attempt_id: int,
+        container: ContainerInfo,
+        name: str,
+        error: CkptdError,
+        started: float,
+    ) -> str:
+        """Copy CRIU's log at once, remove what the attempt left, record it; return the reason."""
+        if isinstance(error, CheckpointFailedError):
+            error.criu_log = read_criu_excerpt(error.reason)
+
+        reason = failure_reason(error)
+        self._discard_partial(container, name)
+        self.catalog.finish_attempt(
+            attempt_id,
+            "failed",
+            reason=reason,
+            message=str(error),
+            criu_log=getattr(error, "criu_log", None),
+            duration_s=time.monotonic() - started,
+        )
+        return reason
+
+    def _sweep_leftovers(self, container: ContainerInfo, existing: list[str]) -> None:
+        """Delete what failed attempts left on the engine when it could not be removed then.
+
+        Called under the container's lock, so none of them is still being written by ckptd.
+        """
+        recorded = self.catalog.names(container.id)
+        for name in [n for n in existing if recorded.get(n) in ("failed", "incomplete")]:
+            try:
+                self.engine.delete_checkpoint(container.id, name)
+            except CkptdError as error:
+                log.warning("partial_checkpoint_left", checkpoint=name, error=str(error))
+                continue
+
+            self.catalog.mark_deleted(container.id, name)
+            existing.remove(name)
+            log.info("partial_checkpoint_removed", container=container.name, checkpoint=name)
 
     def _discard_partial(self, container: ContainerInfo, name: str) -> None:
-        """Remove what a failed attempt left under its fresh name, so it never counts as good."""
+        """Remove what a failed attempt left under its fresh name, so it never counts as good.
+
+        Docker usually removes the folder itself, but not when it was killed or ran out of disk
+        halfway; when the engine cannot be reached now, the next run sweeps it.
+        """
         try:
             if name in self.engine.list_checkpoints(container.id):
                 self.engine.delete_checkpoint(container.id, name)
+                self.catalog.mark_deleted(container.id, name)
                 log.warning("partial_checkpoint_removed", container=container.name, checkpoint=name)
         except CkptdError as error:
             log.warning("partial_checkpoint_left", checkpoint=name, error=str(error))
 
+    def records(self, target: Target, container: ContainerInfo) -> list[CheckpointRecord]:
+        """Return the target's good checkpoints that exist now, newest first, from the catalog."""
+        return target_checkpoints(
+            self.catalog,
+            target.name,
+            container,
+            self.engine.list_checkpoints(container.id),
+            lambda name: self.engine.checkpoint_size(container.id, name),
+        )
+
     def _prune(
         self, target: Target, container: ContainerInfo, newest_good: str, result: CheckpointResult
     ) -> None:
-        refs = checkpoints_of(target.name, self.engine.list_checkpoints(container.id))
+        records = self.records(target, container)
+        refs = [_ref(record) for record in records]
         plan = plan_prune(refs, target.retention.keep_last, newest_good)
         labels = (target.name, target.container)
 
         for ref in plan.delete:
+            prune_id = self.catalog.begin_prune(
+                target.name, container.id, ref.name, plan.reasons[ref.name]
+            )
             try:
                 self.engine.delete_checkpoint(container.id, ref.name)
             except CkptdError as error:
+                self.catalog.finish_prune(prune_id, deleted=False, message=str(error))
                 log.warning(
                     "prune_failed", target=target.name, checkpoint=ref.name, error=str(error)
                 )
                 continue
+
+            self.catalog.finish_prune(prune_id, deleted=True)
             self.metrics.pruned.labels(*labels).inc()
             result.pruned.append(ref.name)
             log.info(
@@ -215,12 +329,11 @@ class Checkpointer:
 
         result.kept = len(refs) - len(result.pruned)
         self.metrics.kept.labels(*labels).set(result.kept)
-        kept = [ref.name for ref in refs if ref.name not in result.pruned]
-        self._set_retained(target, container, kept)
+        self._set_retained(target, [r for r in records if r.name not in result.pruned])
 
-    def _set_retained(self, target: Target, container: ContainerInfo, names: list[str]) -> None:
-        """Set ckptd_retained_bytes to the size of ``names``, when the engine's disk is local."""
-        sizes = [self.engine.checkpoint_size(container.id, name) for name in names]
+    def _set_retained(self, target: Target, records: list[CheckpointRecord]) -> None:
+        """Set ckptd_retained_bytes from the catalog's sizes, when every size is known."""
+        sizes = [record.size_bytes for record in records]
         known = [size for size in sizes if size is not None]
         if len(known) == len(sizes):
             self.metrics.retained.labels(target.name, target.container).set(sum(known))
@@ -230,7 +343,7 @@ class Checkpointer:
         labels = (target.name, target.container)
         try:
             container = self.engine.container(target.container)
-            refs = checkpoints_of(target.name, self.engine.list_checkpoints(container.id))
+            records = self.records(target, container)
         except CkptdError as error:
             self._record_engine(failure_reason(error))
             log.warning(
@@ -242,7 +355,31 @@ class Checkpointer:
             return
 
         self.metrics.engine_up.set(1)
-        self.metrics.kept.labels(*labels).set(len(refs))
-        self._set_retained(target, container, [ref.name for ref in refs])
-        if refs:
-            self.metrics.last_success.labels(*labels).set(refs[0].created.timestamp())
+        self.metrics.kept.labels(*labels).set(len(records))
+        self._set_retained(target, records)
+        if records:
+            self.metrics.last_success.labels(*labels).set(records[0].created.timestamp())
+
+
+def unsafe_exit_reason(container: ContainerInfo) -> str | None:
+    """Return why stopping ``container`` after its checkpoint would lose it, or None if safe."""
+    if container.auto_remove:
+        return (
+            "it was started with --rm (auto-remove), so the engine deletes it and its "
+            "checkpoints as soon as the checkpoint stops it"
+        )
+
+    if container.restart_policy not in ("", "no"):
+        return (
+            f"its restart policy {container.restart_policy!r} would start it again fresh "
+            "right after the checkpoint stops it; use leave_running: true or restart policy no"
+        )
+
+    return None
+
+
+def _ref(record: CheckpointRecord) -> CheckpointRef:
+    """Return the retention planner's view of a catalog record."""
+    parsed = parse_checkpoint_name(record.name)
+    seq = 1 if parsed is None else parsed.seq
+    return CheckpointRef(record.created, seq, record.target, record.name)

@@ -10,13 +10,14 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry
 
 from ckptd import __version__
+from ckptd.catalog import Catalog, CheckpointRecord
 from ckptd.checkpointer import Checkpointer
 from ckptd.engine import Engine
 from ckptd.errors import CkptdError, PolicyError
+from ckptd.inventory import container_checkpoints
 from ckptd.logs import configure_logging
 from ckptd.metrics import Metrics
-from ckptd.naming import CheckpointRef, parse_checkpoint_name
-from ckptd.policy import Policy, load_policy, summarize_policy
+from ckptd.policy import DaemonSettings, Policy, load_policy, summarize_policy
 
 DEFAULT_POLICY = Path("/etc/ckptd/policy.yaml")
 EXIT_FAILURE = 1
@@ -70,30 +71,32 @@ def cmd_run(args: argparse.Namespace) -> int:
     return Daemon(args.config, policy, engine).run()
 
 
-def _print_checkpoints(container: str, refs: list[CheckpointRef]) -> None:
-    for ref in sorted(refs, reverse=True):
-        print(f"{ref.target:<16} {container:<24} {ref.created:%Y-%m-%d %H:%M:%S}Z  {ref.name}")
+def _print_checkpoints(container: str, records: list[CheckpointRecord]) -> None:
+    for record in records:
+        size = "-" if record.size_bytes is None else f"{record.size_bytes / 2**20:.1f}"
+        print(
+            f"{record.target:<16} {container:<24} {record.created:%Y-%m-%d %H:%M:%S}Z  "
+            f"{size:>9}  {record.name}"
+        )
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    """Print ckptd's checkpoints per target, newest first."""
+    """Print ckptd's checkpoints per target, newest first, with times and sizes from the catalog."""
     engine = Engine()
+    settings = DaemonSettings()
     if args.config:
         policy = load_policy(args.config)
+        settings = policy.daemon
         pairs = [(t.name, t.container) for t in policy.targets]
         if args.target:
             pairs = [(policy.target(args.target).name, policy.target(args.target).container)]
     else:
-        pairs = [(args.target or "", c.name) for c in engine.containers()]
+        pairs = [(args.target, c.name) for c in engine.containers()]
 
-    print(f"{'TARGET':<16} {'CONTAINER':<24} {'CREATED (UTC)':<21} NAME")
+    catalog = Catalog(settings.state_dir)
+    print(f"{'TARGET':<16} {'CONTAINER':<24} {'CREATED (UTC)':<21} {'SIZE (MiB)':>10} NAME")
     for target, container in pairs:
-        refs = [
-            ref
-            for ref in map(parse_checkpoint_name, engine.list_checkpoints(container))
-            if ref and (not target or ref.target == target)
-        ]
-        _print_checkpoints(container, refs)
+        _print_checkpoints(container, container_checkpoints(catalog, engine, container, target))
 
     return 0
 
@@ -105,7 +108,9 @@ def cmd_checkpoint(args: argparse.Namespace) -> int:
     target = policy.target(args.target)
     engine = Engine()
     engine.require_ready()
-    result = Checkpointer(engine, Metrics(CollectorRegistry())).run(target)
+    catalog = Catalog(policy.daemon.state_dir)
+    checkpointer = Checkpointer(engine, Metrics(CollectorRegistry()), catalog)
+    result = checkpointer.run(target, origin="cli")
     print(result.checkpoint)
     return 0
 

@@ -14,13 +14,17 @@ from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 from prometheus_client import CollectorRegistry, start_http_server
 
+from ckptd.backoff import Backoff
+from ckptd.catalog import Catalog
 from ckptd.checkpointer import Checkpointer
 from ckptd.engine import Engine
 from ckptd.errors import CkptdError, PolicyError
+from ckptd.failures import failure_reason
 from ckptd.interval import expected_interval_seconds
 from ckptd.metrics import Metrics
 from ckptd.policy import Policy, Target, load_policy
 from ckptd.probe import EngineProbe
+from ckptd.reconcile import Reconciler
 
 log = structlog.get_logger("ckptd.daemon")
 
@@ -33,7 +37,9 @@ class Daemon:
         self.policy = policy
         self.registry = CollectorRegistry()
         self.metrics = Metrics(self.registry)
-        self.checkpointer = Checkpointer(engine, self.metrics)
+        self.catalog = Catalog(policy.daemon.state_dir)
+        self.checkpointer = Checkpointer(engine, self.metrics, self.catalog)
+        self.backoff = Backoff()
         self.probe = EngineProbe(engine, self.metrics)
         self.stop_requested = threading.Event()
         self.reload_requested = threading.Event()
@@ -54,6 +60,9 @@ class Daemon:
 
         self._install_signal_handlers()
         self.probe.start()
+        # Resolve what a crash left before any new checkpoint of those containers; each holds
+        # its container's lock, so a job of that container waits for it, others do not.
+        threading.Thread(target=self._reconcile, name="reconcile", daemon=True).start()
         self._schedule(self.policy)
         self.scheduler.start()
         log.info("daemon_started", policy=str(self.policy_path), targets=len(self.policy.targets))
@@ -99,6 +108,13 @@ class Daemon:
             )
             log.info("target_scheduled", target=target.name, container=target.container)
 
+    def _reconcile(self) -> None:
+        reconciler = Reconciler(
+            self.checkpointer.engine, self.catalog, self.checkpointer.container_lock
+        )
+        resolutions = reconciler.run()
+        log.info("reconcile_done", resolved=len(resolutions))
+
     def _reload(self) -> None:
         try:
             policy = load_policy(self.policy_path)
@@ -124,12 +140,22 @@ class Daemon:
         # A crontab line's gaps differ (Friday to Monday); measure the one this run starts.
         self._set_expected_interval(target, target.jitter)
 
+        if self.backoff.should_skip(target.name):
+            log.warning(
+                "checkpoint_backed_off",
+                target=target.name,
+                failures_in_a_row=self.backoff.failures(target.name),
+            )
+            return
+
         with self._idle:
             self._in_flight += 1
         try:
             self.checkpointer.run(target)
-        except CkptdError:
-            pass  # recorded and logged by the checkpointer; the next run tries again
+            self.backoff.record(target.name, None)
+        except CkptdError as error:
+            # Recorded and logged by the checkpointer; the next run tries again.
+            self.backoff.record(target.name, failure_reason(error))
         finally:
             with self._idle:
                 self._in_flight -= 1

@@ -48,6 +48,10 @@ class ContainerInfo:
     id: str
     name: str
     running: bool
+    image: str = ""
+    # "no", "always", "unless-stopped" or "on-failure" (Docker's HostConfig.RestartPolicy.Name).
+    restart_policy: str = "no"
+    auto_remove: bool = False
 
 
 @dataclass(frozen=True)
@@ -173,10 +177,14 @@ class Engine:
         with self._translated(ref):
             data = self.api.inspect_container(ref)
 
+        host = data.get("HostConfig") or {}
         return ContainerInfo(
             id=str(data["Id"]),
             name=str(data["Name"]).lstrip("/"),
             running=bool(data["State"]["Running"]),
+            image=str((data.get("Config") or {}).get("Image") or data.get("Image") or ""),
+            restart_policy=str((host.get("RestartPolicy") or {}).get("Name") or "no"),
+            auto_remove=bool(host.get("AutoRemove")),
         )
 
     def runtime_facts(self, ref: str) -> RuntimeFacts:
@@ -243,13 +251,23 @@ class Engine:
             url = self._raw._url("/containers/{0}/checkpoints/{1}", container, name)
             self._raw._raise_for_status(self._raw._delete(url))
 
-    def checkpoint_size(self, container_id: str, name: str) -> int | None:
-        """Return the bytes a checkpoint takes on disk, or None when its folder is not local."""
+    def checkpoint_dir(self, container_id: str, name: str) -> Path | None:
+        """Return the folder the engine keeps checkpoint ``name`` in, or None when not local."""
         if self._root_dir is None:
             self.status()
 
         folder = Path(str(self._root_dir), "containers", container_id, "checkpoints", name)
-        if not folder.is_dir():
+        # Both parts come from the engine or ckptd's own naming; a name that would climb out
+        # of the container's checkpoint folder is not one of its checkpoints.
+        if folder.parent.resolve() != folder.resolve().parent or not folder.is_dir():
+            return None
+
+        return folder
+
+    def checkpoint_size(self, container_id: str, name: str) -> int | None:
+        """Return the bytes a checkpoint takes on disk, or None when its folder is not local."""
+        folder = self.checkpoint_dir(container_id, name)
+        if folder is None:
             return None
 
         return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())

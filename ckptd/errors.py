@@ -64,4 +64,25 @@ class CheckpointFailedError(EngineError):
         self.container = container
         self.checkpoint = checkpoint
         self.reason = reason
+        # Set by the checkpointer once it has copied CRIU's log (which the engine soon deletes).
+        self.criu_log: str | None = None
         super().__init__(f"checkpoint {checkpoint!r} of container {container!r} failed: {reason}")
+
+
+class ContainerNotRunningError(EngineError):
+    """A target's container exists but is not running, so there is nothing to checkpoint."""
+
+    def __init__(self, container: str) -> None:
+        self.container = container
+        super().__init__(f"container {container!r} is not running; nothing to checkpoint")
+
+
+class UnsafeExitError(CkptdError):
+    """A checkpoint that stops the container was refused: the engine would undo or delete it."""
+
+    def __init__(self, target: str, container: str, why: str) -> None:
+        self.target = target
+        self.container = container
+        super().__init__(
+            f"target {target!r}: refusing leave_running: false on container {container!r}: {why}"
+        )

@@ -9,9 +9,9 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.metrics import MetricWrapperBase
 
 from ckptd import __version__
+from ckptd.failures import FAILURE_REASONS
 
-# Failure reasons are a closed set so the label stays bounded; each starts at 0.
-FAILURE_REASONS = ("container_not_found", "engine_unavailable", "checkpoint_failed", "timeout")
+__all__ = ["FAILURE_REASONS", "Metrics"]
 
 # From a small process on a fast disk (0.1 s) to a multi-GiB one through dockerd (minutes).
 DURATION_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300, 600)

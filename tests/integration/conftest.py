@@ -129,12 +129,17 @@ def app(app_image: str) -> Iterator[AppContainer]:
 
 
 def write_policy(path: Path, container: str, port: int, **target: object) -> Path:
-    """Write a one-target policy; extra keyword arguments override target keys (as YAML)."""
+    """Write a one-target policy; extra keyword arguments override target keys (as YAML).
+
+    The daemon's state (catalog) goes to a ``state`` folder beside the policy, never to the
+    machine's /var/lib/ckptd.
+    """
     fields = {"schedule": "{every: 2s}", "retention": "{keep_last: 3}", **target}
     lines = [
         "daemon:",
         f"  metrics_address: 127.0.0.1:{port}",
         "  stop_timeout: 60s",
+        f"  state_dir: {path.parent / 'state'}",
         "targets:",
         "  - name: it",
         f"    container: {container}",

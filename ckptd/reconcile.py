@@ -1,0 +1,174 @@
+"""Resolving what a crash left behind: attempts still marked ``in_progress`` at start-up.
+
+ckptd writes ``in_progress`` before it asks the engine, so after ckptd or dockerd died in the
+middle of a checkpoint the catalog says which ones to look at. Each is resolved under the
+container's lock: kept as good when the engine finished it, deleted when it is incomplete,
+closed as failed when nothing of it exists.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from pathlib import Path
+
+import structlog
+
+from ckptd.catalog import Attempt, Catalog
+from ckptd.engine import ContainerInfo, Engine
+from ckptd.errors import CkptdError, ContainerNotFoundError
+
+log = structlog.get_logger("ckptd.reconcile")
+
+# Docker 20.10 unpacks a finished dump from containerd's content store into the checkpoint
+# folder in name order; these files come first, last and in between, so a folder holding all of
+# them was unpacked to the end. A folder missing one is incomplete.
+_REQUIRED_FILES = ("descriptors.json", "inventory.img", "pstree.img")
+_LAST_FILE_GLOB = "utsns-*.img"
+# How long a folder must stay unchanged, with no runc or CRIU process working on the container,
+# before an incomplete one is taken to be abandoned rather than still being written.
+IDLE_S = 10.0
+MAX_WAIT_S = 900.0
+POLL_S = 1.0
+
+
+@dataclass(frozen=True)
+class Resolution:
+    """What reconciling one attempt decided."""
+
+    attempt_id: int
+    checkpoint: str | None
+    outcome: str
+
+
+def is_complete(folder: Path) -> bool:
+    """Return True when a checkpoint folder holds a whole CRIU image set as Docker unpacks it."""
+    if not all((folder / name).is_file() for name in _REQUIRED_FILES):
+        return False
+
+    return any(folder.glob(_LAST_FILE_GLOB))
+
+
+def _fingerprint(folder: Path) -> tuple[tuple[str, int, int], ...]:
+    """Return each file's name, size and mtime, to tell whether the folder is still changing."""
+    try:
+        entries = [(p.name, p.stat()) for p in folder.iterdir()]
+    except OSError:
+        return ()
+
+    return tuple(sorted((name, st.st_size, st.st_mtime_ns) for name, st in entries))
+
+
+def _engine_dumping(container_id: str) -> bool:
+    """Return True while a runc or CRIU process of this host names the container."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+
+        program = Path(argv[0].decode(errors="replace")).name
+        if program in ("runc", "criu") and any(container_id.encode() in arg for arg in argv):
+            return True
+
+    return False
+
+
+class Reconciler:
+    """Resolves the ``in_progress`` attempts a crash left in the catalog."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        catalog: Catalog,
+        lock: Callable[[ContainerInfo], AbstractContextManager[None]],
+        idle_s: float = IDLE_S,
+    ) -> None:
+        self.engine = engine
+        self.catalog = catalog
+        self.lock = lock
+        self.idle_s = idle_s
+
+    def run(self) -> list[Resolution]:
+        """Resolve every attempt left ``in_progress``; return what was decided for each."""
+        resolutions = []
+        for attempt in self.catalog.in_progress():
+            try:
+                resolutions.append(self._resolve(attempt))
+            except CkptdError as error:
+                # The engine may be down now; the attempt stays in_progress for the next start.
+                log.warning("reconcile_deferred", attempt=attempt.id, error=str(error))
+
+        return resolutions
+
+    def _resolve(self, attempt: Attempt) -> Resolution:
+        name = attempt.checkpoint
+        try:
+            container = self.engine.container(attempt.container_id or attempt.container_name)
+        except ContainerNotFoundError:
+            return self._close(attempt, "failed", "container removed before the attempt ended")
+
+        if name is None:
+            return self._close(attempt, "failed", "ckptd stopped before naming a checkpoint")
+
+        with self.lock(container):
+            # The lock may have been held by a live `ckptd checkpoint` that has finished since.
+            current = self.catalog.attempt(attempt.id)
+            if current is not None and current.result != "in_progress":
+                return Resolution(attempt.id, name, current.result)
+
+            return self._resolve_locked(attempt, container, name)
+
+    def _resolve_locked(self, attempt: Attempt, container: ContainerInfo, name: str) -> Resolution:
+        if name not in self.engine.list_checkpoints(container.id):
+            return self._close(attempt, "failed", "interrupted; the engine has no such checkpoint")
+
+        folder = self.engine.checkpoint_dir(container.id, name)
+        if folder is not None and self._wait_for_complete(container.id, folder):
+            size = self.engine.checkpoint_size(container.id, name)
+            self.catalog.finish_attempt(
+                attempt.id,
+                "ok",
+                size_bytes=size,
+                message="the engine finished it while ckptd was down (checked at start-up)",
+            )
+            log.info("reconciled_complete", checkpoint=name, size_bytes=size)
+            return Resolution(attempt.id, name, "ok")
+
+        self.engine.delete_checkpoint(container.id, name)
+        self.catalog.mark_deleted(container.id, name)
+        log.warning("reconciled_incomplete_removed", checkpoint=name)
+        return self._close(
+            attempt, "incomplete", "interrupted; the incomplete checkpoint was removed"
+        )
+
+    def _wait_for_complete(self, container_id: str, folder: Path) -> bool:
+        """Wait while the engine may still be writing ``folder``; return True once complete."""
+        deadline = time.monotonic() + MAX_WAIT_S
+        last = _fingerprint(folder)
+        quiet_since = time.monotonic()
+
+        while time.monotonic() < deadline:
+            if is_complete(folder):
+                return True
+
+            now = _fingerprint(folder)
+            if now != last or _engine_dumping(container_id):
+                last, quiet_since = now, time.monotonic()
+            elif time.monotonic() - quiet_since >= self.idle_s:
+                return False
+
+            time.sleep(POLL_S)
+
+        return is_complete(folder)
+
+    def _close(self, attempt: Attempt, result: str, message: str) -> Resolution:
+        reason = "cancelled"
+        self.catalog.finish_attempt(attempt.id, result, reason=reason, message=message)
+        log.info("reconciled", attempt=attempt.id, checkpoint=attempt.checkpoint, result=result)
+        return Resolution(attempt.id, attempt.checkpoint, result)

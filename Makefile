@@ -4,7 +4,7 @@ PYTHON ?= python3
 IMAGE ?= ckptd-example-app:latest
 BIN := $(VENV)/bin
 
-.PHONY: venv engine image lint unit test demo clean
+.PHONY: venv engine image lint unit test demo clean install systemd-tools
 
 venv: $(VENV)/.installed
 
@@ -25,11 +25,17 @@ lint: venv
 	$(BIN)/ruff format --check ckptd tests
 	$(BIN)/mypy
 
-unit: venv
+# systemd-analyze (the unit file's test) comes with Debian's systemd package; installing the
+# package does not make systemd PID 1 where something else runs the machine.
+systemd-tools:
+	@command -v systemd-analyze >/dev/null || { apt-get update -qq && \
+	  apt-get install -y -qq --no-install-recommends systemd; }
+
+unit: venv systemd-tools
 	$(BIN)/pytest -q --ignore=tests/integration
 
 # CI=true makes engine tests fail, not skip, when the engine is missing.
-test: venv image lint
+test: venv image lint systemd-tools
 	$(BIN)/pytest -v
 
 demo: venv image
@@ -37,3 +43,20 @@ demo: venv image
 
 clean:
 	rm -rf $(VENV) examples/cpp-app/build
+
+# `make install` as root: ckptd in its own venv, the unit, a policy to edit, the state folder.
+# DESTDIR stages everything under another root (packaging); PREFIX moves /opt/ckptd.
+PREFIX ?= /opt/ckptd
+DESTDIR ?=
+install:
+	$(PYTHON) -m venv $(DESTDIR)$(PREFIX)
+	$(DESTDIR)$(PREFIX)/bin/pip install -q .
+	install -d $(DESTDIR)/usr/local/bin $(DESTDIR)/etc/systemd/system
+	ln -sf $(PREFIX)/bin/ckptd $(DESTDIR)/usr/local/bin/ckptd
+	install -m 0644 systemd/ckptd.service $(DESTDIR)/etc/systemd/system/ckptd.service
+	install -d -m 0755 $(DESTDIR)/etc/ckptd
+	install -d -m 0700 $(DESTDIR)/var/lib/ckptd
+	test -e $(DESTDIR)/etc/ckptd/policy.yaml || \
+	  install -m 0600 config/policy.example.yaml $(DESTDIR)/etc/ckptd/policy.yaml
+	install -D -m 0644 README.md $(DESTDIR)/usr/local/share/doc/ckptd/README.md
+	@echo "installed; edit /etc/ckptd/policy.yaml, then: systemctl daemon-reload && systemctl enable --now ckptd"

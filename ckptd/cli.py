@@ -14,14 +14,16 @@ from ckptd.catalog import Catalog, CheckpointRecord
 from ckptd.checkpointer import Checkpointer
 from ckptd.engine import Engine
 from ckptd.errors import CkptdError, PolicyError
+from ckptd.exitcodes import ExitCode, exit_code_for
 from ckptd.inventory import container_checkpoints
 from ckptd.logs import configure_logging
 from ckptd.metrics import Metrics
 from ckptd.policy import DaemonSettings, Policy, load_policy, summarize_policy
+from ckptd.progress import Spinner
 
 DEFAULT_POLICY = Path("/etc/ckptd/policy.yaml")
-EXIT_FAILURE = 1
-EXIT_USAGE = 2
+EXIT_FAILURE = ExitCode.FAILED
+EXIT_USAGE = ExitCode.USAGE
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -110,7 +112,8 @@ def cmd_checkpoint(args: argparse.Namespace) -> int:
     engine.require_ready()
     catalog = Catalog(policy.daemon.state_dir)
     checkpointer = Checkpointer(engine, Metrics(CollectorRegistry()), catalog)
-    result = checkpointer.run(target, origin="cli")
+    with Spinner(f"checkpoint of {target.name}"):
+        result = checkpointer.run(target, origin="cli")
     print(result.checkpoint)
     return 0
 
@@ -130,10 +133,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return COMMANDS[args.command](args)
     except PolicyError as error:
         print(f"ckptd: invalid policy {error}", file=sys.stderr)
-        return EXIT_USAGE
+        return exit_code_for(error)
     except CkptdError as error:
         print(f"ckptd: {error}", file=sys.stderr)
-        return EXIT_FAILURE
+        return exit_code_for(error)
     except KeyboardInterrupt:
         return 130
 

@@ -1,0 +1,74 @@
+"""systemd/ckptd.service: systemd accepts it, and it asks for what ckptd provides."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+UNIT = ROOT / "systemd" / "ckptd.service"
+INSTALLED = "/usr/local/bin/ckptd"
+
+
+def directives() -> dict[str, list[str]]:
+    """Return every `Key=value` of the unit, keyed by section.key, repeated keys in order."""
+    found: dict[str, list[str]] = {}
+    section = ""
+    for line in UNIT.read_text().splitlines():
+        if line.startswith("["):
+            section = line.strip("[]")
+        elif "=" in line and not line.startswith("#"):
+            key, value = line.split("=", 1)
+            found.setdefault(f"{section}.{key}", []).append(value)
+    return found
+
+
+def test_systemd_analyze_verify_accepts_the_unit(tmp_path: Path) -> None:
+    analyze = shutil.which("systemd-analyze")
+    if analyze is None:
+        message = "systemd-analyze missing (Debian's systemd package; `make unit` installs it)"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+
+    # verify checks that ExecStart's program exists: point it at this checkout's ckptd.
+    ckptd = Path(sys.executable).with_name("ckptd")
+    unit = tmp_path / "ckptd.service"
+    unit.write_text(UNIT.read_text().replace(INSTALLED, str(ckptd)))
+    result = subprocess.run(
+        [analyze, "verify", str(unit)], capture_output=True, text=True, timeout=60
+    )
+
+    # verify only warns (exit 0) about unknown keys and bad values, so any output is a failure.
+    assert (0, "", "") == (result.returncode, result.stdout, result.stderr)
+
+
+def test_verify_reports_a_bad_directive(tmp_path: Path) -> None:
+    analyze = shutil.which("systemd-analyze")
+    if analyze is None:
+        pytest.skip("systemd-analyze missing")
+
+    ckptd = Path(sys.executable).with_name("ckptd")
+    unit = tmp_path / "ckptd.service"
+    text = UNIT.read_text().replace(INSTALLED, str(ckptd))
+    unit.write_text(text.replace("ProtectHome=yes", "ProtectHome=perhaps"))
+    result = subprocess.run([analyze, "verify", str(unit)], capture_output=True, text=True)
+    assert "ProtectHome" in result.stderr or "protect home" in result.stderr
+
+
+def test_the_unit_runs_ckptd_the_way_ckptd_expects() -> None:
+    found = directives()
+    assert ["notify"] == found["Service.Type"]
+    assert [f"{INSTALLED} check-config /etc/ckptd/policy.yaml"] == found["Service.ExecStartPre"]
+    assert [f"{INSTALLED} run --config /etc/ckptd/policy.yaml"] == found["Service.ExecStart"]
+    assert ["/bin/kill -HUP $MAINPID"] == found["Service.ExecReload"]
+    assert ["on-failure"] == found["Service.Restart"]
+    assert "Service.WatchdogSec" in found
+    assert "docker.service" in found["Unit.After"][0].split()
+    assert ["docker.service"] == found["Unit.BindsTo"]
+    assert ["ckptd"] == found["Service.StateDirectory"]  # /var/lib/ckptd, the default state_dir

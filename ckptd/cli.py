@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,7 +19,7 @@ from ckptd.exitcodes import ExitCode, exit_code_for
 from ckptd.inventory import container_checkpoints
 from ckptd.logs import configure_logging
 from ckptd.metrics import Metrics
-from ckptd.policy import DaemonSettings, Policy, load_policy, summarize_policy
+from ckptd.policy import DaemonSettings, Policy, Target, load_policy, summarize_policy
 from ckptd.progress import Spinner
 
 DEFAULT_POLICY = Path("/etc/ckptd/policy.yaml")
@@ -52,6 +53,29 @@ def build_parser() -> argparse.ArgumentParser:
     now = commands.add_parser("checkpoint", help="checkpoint one target now, then prune")
     now.add_argument("--config", type=Path, default=DEFAULT_POLICY, metavar="FILE")
     now.add_argument("target", metavar="TARGET")
+
+    status = commands.add_parser(
+        "status", help="ask the running daemon for each target's last and next checkpoint"
+    )
+    where = status.add_mutually_exclusive_group()
+    where.add_argument(
+        "--config",
+        type=Path,
+        metavar="FILE",
+        help="the daemon's policy, to find its control socket",
+    )
+    where.add_argument(
+        "--socket",
+        type=Path,
+        metavar="PATH",
+        help=f"the control socket (default {DaemonSettings().control_socket})",
+    )
+    status.add_argument("--json", action="store_true", help="print JSON for machines")
+
+    doctor = commands.add_parser(
+        "doctor", help="check the engine, CRIU, runc and kernel; exit non-zero if not usable"
+    )
+    doctor.add_argument("--json", action="store_true", help="print JSON for machines")
     return parser
 
 
@@ -89,9 +113,8 @@ def cmd_list(args: argparse.Namespace) -> int:
     if args.config:
         policy = load_policy(args.config)
         settings = policy.daemon
-        pairs = [(t.name, t.container) for t in policy.targets]
-        if args.target:
-            pairs = [(policy.target(args.target).name, policy.target(args.target).container)]
+        targets = [policy.target(args.target)] if args.target else policy.targets
+        pairs = [(t.name, t.container) for t in _bound_targets(engine, targets, running=False)]
     else:
         pairs = [(args.target, c.name) for c in engine.containers()]
 
@@ -112,10 +135,62 @@ def cmd_checkpoint(args: argparse.Namespace) -> int:
     engine.require_ready()
     catalog = Catalog(policy.daemon.state_dir)
     checkpointer = Checkpointer(engine, Metrics(CollectorRegistry()), catalog)
-    with Spinner(f"checkpoint of {target.name}"):
-        result = checkpointer.run(target, origin="cli")
-    print(result.checkpoint)
+    bound = _bound_targets(engine, [target], running=True)
+    if not bound:
+        raise CkptdError(f"no running container matches target {target.name!r}")
+
+    for each in bound:
+        with Spinner(f"checkpoint of {each.name} ({each.container})"):
+            result = checkpointer.run(each, origin="cli")
+        print(result.checkpoint)
+
     return 0
+
+
+def _bound_targets(engine: Engine, targets: list[Target], running: bool) -> list[Target]:
+    """Return the targets with a selector replaced by one per container it matches."""
+    bound = [target for target in targets if target.selector is None]
+    selecting = [target for target in targets if target.selector is not None]
+    if selecting:
+        containers = engine.running_containers() if running else engine.containers()
+        for target in selecting:
+            assert target.selector is not None
+            bound += [
+                target.bound(c.name) for c in containers if target.selector.matches(dict(c.labels))
+            ]
+
+    return bound
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    """Print what the running daemon reports; fail clearly when none runs."""
+    from ckptd.control import query
+    from ckptd.status import render_status
+
+    path = args.socket or DaemonSettings().control_socket
+    if args.config:
+        path = load_policy(args.config).daemon.control_socket
+
+    answer = query(path, "status")
+    if args.json:
+        print(json.dumps(answer, indent=2))
+    else:
+        print(f"ckptd (pid {answer['pid']}) running {answer['policy']}")
+        print(render_status(answer))
+
+    return ExitCode.OK
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    """Check that this host can checkpoint; exit 3 without an engine, 1 on any failure."""
+    from ckptd.doctor import render_report, run_doctor
+
+    report = run_doctor()
+    print(json.dumps(report.as_json(), indent=2) if args.json else render_report(report))
+    if not report.engine_reachable:
+        return ExitCode.ENGINE_UNAVAILABLE
+
+    return ExitCode.OK if report.ok else ExitCode.FAILED
 
 
 COMMANDS = {
@@ -123,6 +198,8 @@ COMMANDS = {
     "run": cmd_run,
     "list": cmd_list,
     "checkpoint": cmd_checkpoint,
+    "status": cmd_status,
+    "doctor": cmd_doctor,
 }
 
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 import os
 import signal
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 import structlog
 from apscheduler.executors.pool import ThreadPoolExecutor
@@ -17,16 +19,32 @@ from prometheus_client import CollectorRegistry, start_http_server
 from ckptd.backoff import Backoff
 from ckptd.catalog import Catalog
 from ckptd.checkpointer import Checkpointer
+from ckptd.control import ControlServer
+from ckptd.discovery import Discovery
 from ckptd.engine import Engine
 from ckptd.errors import CkptdError, PolicyError
 from ckptd.failures import failure_reason
 from ckptd.interval import expected_interval_seconds
 from ckptd.metrics import Metrics
+from ckptd.naming import checkpoints_of
+from ckptd.notify import Notifier, arm_watchdog
 from ckptd.policy import Policy, Target, load_policy
 from ckptd.probe import EngineProbe
 from ckptd.reconcile import Reconciler
+from ckptd.status import StatusBook
 
 log = structlog.get_logger("ckptd.daemon")
+
+# How long start-up and reload wait for the first container listing of label selectors.
+DISCOVERY_WAIT_S = 10.0
+
+
+def job_key(target: Target) -> str:
+    """Return the scheduler job id of a target, or of a selector's target bound to a container."""
+    if target.selector is None:
+        return target.name
+
+    return f"{target.name}@{target.container}"
 
 
 class Daemon:
@@ -51,12 +69,26 @@ class Daemon:
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
             timezone="UTC",
         )
+        self.notifier = Notifier()
+        self.status = StatusBook()
+        self.discovery: Discovery | None = None
+        self.control: ControlServer | None = None
+        # Job id -> the target it runs (for a selector, bound to one container).
+        self._jobs: dict[str, Target] = {}
+        self._sync_lock = threading.RLock()
 
     def run(self) -> int:
         """Serve until SIGTERM/SIGINT; return the exit status."""
         settings = self.policy.daemon
         start_http_server(settings.metrics_port, settings.metrics_host, registry=self.registry)
         log.info("metrics_listening", address=settings.metrics_address)
+
+        try:
+            self.control = ControlServer(settings.control_socket, self._answer)
+        except OSError as error:
+            raise CkptdError(
+                f"cannot listen on daemon.control_socket {settings.control_socket}: {error}"
+            ) from error
 
         self._install_signal_handlers()
         self.probe.start()
@@ -65,7 +97,11 @@ class Daemon:
         threading.Thread(target=self._reconcile, name="reconcile", daemon=True).start()
         self._schedule(self.policy)
         self.scheduler.start()
+        arm_watchdog(self.scheduler, self.notifier)
+        self.control.start()
+        self._loaded()
         log.info("daemon_started", policy=str(self.policy_path), targets=len(self.policy.targets))
+        self.notifier.ready(self._summary())
 
         while not self.stop_requested.is_set():
             self._wake.wait(timeout=1.0)
@@ -90,23 +126,102 @@ class Daemon:
         signal.signal(signal.SIGHUP, on_reload)
 
     def _schedule(self, policy: Policy) -> None:
-        """Replace all jobs with one per target of ``policy``."""
-        self.scheduler.remove_all_jobs()
-        pairs = [(t.name, t.container) for t in policy.targets]
-        self.metrics.forget_others(pairs)
-        self.metrics.declare(pairs)
+        """Make the jobs match ``policy``: add, replace and remove only what changed."""
+        self.policy = policy
+        if self.discovery is None and any(t.selector for t in policy.targets):
+            self.discovery = Discovery(Engine(self.checkpointer.engine.address), self._sync_jobs)
+            self.discovery.start()
+            # READY=1 should mean the schedule is armed, discovered containers included.
+            if not self.discovery.wait_connected(DISCOVERY_WAIT_S):
+                log.warning("discovery_not_connected", waited_s=DISCOVERY_WAIT_S)
 
-        for target in policy.targets:
-            self._set_expected_interval(target)
-            self.checkpointer.refresh(target)
-            self.scheduler.add_job(
-                self._job,
-                trigger=target.schedule.build_trigger(target.jitter),
-                args=[target],
-                id=target.name,
-                name=f"checkpoint {target.name}",
-            )
-            log.info("target_scheduled", target=target.name, container=target.container)
+        self._sync_jobs()
+
+    def _wanted_jobs(self) -> dict[str, Target]:
+        """Return job id -> target for the policy and the containers discovered now."""
+        jobs: dict[str, Target] = {}
+        for target in self.policy.targets:
+            if target.selector is None:
+                jobs[job_key(target)] = target
+                continue
+
+            matched = self.discovery.matching(target.selector) if self.discovery else []
+            jobs.update({job_key(bound): bound for bound in map(target.bound, matched)})
+
+        return jobs
+
+    def _sync_jobs(self) -> None:
+        """Add, replace or remove jobs; a removed job's running checkpoint finishes undisturbed."""
+        with self._sync_lock:
+            wanted = self._wanted_jobs()
+            self.metrics.forget_others([(t.name, t.container) for t in wanted.values()])
+            for job_id in sorted(set(self._jobs) - set(wanted)):
+                gone = self._jobs.pop(job_id)
+                self.scheduler.remove_job(job_id)
+                log.info("target_unscheduled", target=gone.name, container=gone.container)
+
+            added = [(i, t) for i, t in wanted.items() if self._jobs.get(i) != t]
+            for job_id, target in added:
+                self.metrics.declare([(target.name, target.container)])
+                self._set_expected_interval(target)
+                self.scheduler.add_job(
+                    self._job,
+                    trigger=target.schedule.build_trigger(target.jitter),
+                    args=[target],
+                    id=job_id,
+                    name=f"checkpoint {target.name} of {target.container}",
+                    replace_existing=True,
+                )
+                self._jobs[job_id] = target
+                log.info("target_scheduled", target=target.name, container=target.container)
+
+        for _, target in added:
+            self._take_inventory(target)
+
+    def _take_inventory(self, target: Target) -> None:
+        """Record the target's existing checkpoints (count, size, newest) for status and metrics."""
+        self.checkpointer.refresh(target)
+        engine = self.checkpointer.engine
+        try:
+            container = engine.container(target.container)
+            refs = checkpoints_of(target.name, engine.list_checkpoints(container.id))
+            sizes = [engine.checkpoint_size(container.id, ref.name) for ref in refs]
+        except CkptdError:
+            return  # logged by refresh; the next run records what it finds
+
+        total = None if None in sizes else sum(size or 0 for size in sizes)
+        newest = (refs[0].name, refs[0].created) if refs else None
+        self.status.record_inventory(target.name, target.container, len(refs), total, newest)
+
+    def _loaded(self) -> None:
+        self.metrics.reload_successful.set(1)
+        self.metrics.reload_success_time.set(time.time())
+
+    def _summary(self) -> str:
+        """Return the one-line STATUS= for systemd."""
+        with self._sync_lock:
+            jobs = len(self._jobs)
+
+        return f"{len(self.policy.targets)} target(s), {jobs} container(s) scheduled"
+
+    def _answer(self, command: str) -> dict[str, Any]:
+        """Answer a control-socket request."""
+        if command != "status":
+            return {"error": f"unknown command {command!r}; expected 'status'"}
+
+        with self._sync_lock:
+            jobs = dict(self._jobs)
+
+        scheduled: dict[tuple[str, str], datetime | None] = {}
+        for job_id, target in jobs.items():
+            job = self.scheduler.get_job(job_id)
+            scheduled[(target.name, target.container)] = job.next_run_time if job else None
+
+        names = [target.name for target in self.policy.targets]
+        answer = self.status.snapshot(names, scheduled, datetime.now(UTC))
+        answer["policy"] = str(self.policy_path)
+        answer["pid"] = os.getpid()
+        return answer
 
     def _reconcile(self) -> None:
         reconciler = Reconciler(
@@ -116,18 +231,28 @@ class Daemon:
         log.info("reconcile_done", resolved=len(resolutions))
 
     def _reload(self) -> None:
+        self.notifier.reloading()
         try:
             policy = load_policy(self.policy_path)
         except PolicyError as error:
-            log.error("reload_rejected", policy=str(self.policy_path), problems=str(error))
+            self.metrics.reload_successful.set(0)
+            log.error(
+                "reload_rejected",
+                policy=str(self.policy_path),
+                problems=[problem.render() for problem in error.problems],
+            )
+            self.notifier.ready(f"policy reload rejected, previous policy kept; {self._summary()}")
             return
 
         if policy.daemon != self.policy.daemon:
             log.warning("daemon_settings_need_restart", policy=str(self.policy_path))
+            # The running daemon keeps its listeners and pool; only the targets change.
+            policy = policy.model_copy(update={"daemon": self.policy.daemon})
 
-        self.policy = policy
         self._schedule(policy)
+        self._loaded()
         log.info("policy_reloaded", policy=str(self.policy_path), targets=len(policy.targets))
+        self.notifier.ready(self._summary())
 
     def _set_expected_interval(self, target: Target, jitter: timedelta = timedelta(0)) -> None:
         seconds = expected_interval_seconds(target.schedule, datetime.now(UTC), jitter)
@@ -140,22 +265,31 @@ class Daemon:
         # A crontab line's gaps differ (Friday to Monday); measure the one this run starts.
         self._set_expected_interval(target, target.jitter)
 
-        if self.backoff.should_skip(target.name):
+        if self.backoff.should_skip(job_key(target)):
             log.warning(
                 "checkpoint_backed_off",
                 target=target.name,
-                failures_in_a_row=self.backoff.failures(target.name),
+                failures_in_a_row=self.backoff.failures(job_key(target)),
             )
             return
 
         with self._idle:
             self._in_flight += 1
         try:
-            self.checkpointer.run(target)
-            self.backoff.record(target.name, None)
+            result = self.checkpointer.run(target)
+            self.backoff.record(job_key(target), None)
         except CkptdError as error:
             # Recorded and logged by the checkpointer; the next run tries again.
-            self.backoff.record(target.name, failure_reason(error))
+            reason = failure_reason(error)
+            self.backoff.record(job_key(target), reason)
+            self.status.record_failure(
+                target.name, target.container, reason, str(error), datetime.now(UTC)
+            )
+        else:
+            self.status.record_success(
+                target.name, target.container, result.checkpoint, datetime.now(UTC)
+            )
+            self._take_inventory(target)
         finally:
             with self._idle:
                 self._in_flight -= 1
@@ -165,8 +299,14 @@ class Daemon:
         """Stop scheduling, wait (bounded) for in-flight checkpoints, and return 0."""
         timeout = self.policy.daemon.stop_timeout.total_seconds()
         log.info("daemon_stopping", in_flight=self._in_flight, wait_s=timeout)
+        self.notifier.stopping()
         self.scheduler.shutdown(wait=False)
         self.probe.stop()
+        if self.discovery is not None:
+            self.discovery.stop()
+
+        if self.control is not None:
+            self.control.close()
 
         with self._idle:
             finished = self._idle.wait_for(lambda: self._in_flight == 0, timeout=timeout)

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +52,7 @@ class ContainerInfo:
     # "no", "always", "unless-stopped" or "on-failure" (Docker's HostConfig.RestartPolicy.Name).
     restart_policy: str = "no"
     auto_remove: bool = False
+    labels: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,53 @@ class EngineStatus:
     experimental: bool
     root_dir: str
     criu: str | None
+
+
+# What discovery listens to: "start" adds a container, the others take it away.
+CONTAINER_EVENTS = ("start", "die", "destroy")
+
+
+@dataclass(frozen=True)
+class ContainerEvent:
+    """One container event: what happened, to which container, and its labels."""
+
+    action: str
+    id: str
+    name: str
+    labels: Mapping[str, str]
+
+
+class ContainerEvents:
+    """An open event stream; iterate it for ContainerEvent, `close()` it from any thread."""
+
+    def __init__(self, stream: Any, address: str) -> None:
+        self._stream = stream
+        self._address = address
+
+    def __iter__(self) -> Iterator[ContainerEvent]:
+        """Yield events until the stream ends; raise EngineNotReadyError when it breaks."""
+        try:
+            for raw in self._stream:
+                actor = raw.get("Actor") or {}
+                attributes = {str(k): str(v) for k, v in (actor.get("Attributes") or {}).items()}
+                name = attributes.pop("name", "")
+                # The remaining attributes are the container's labels plus these two.
+                attributes.pop("image", None)
+                attributes.pop("exitCode", None)
+                yield ContainerEvent(
+                    str(raw.get("Action") or raw.get("status")),
+                    str(actor.get("ID") or raw.get("id")),
+                    name,
+                    attributes,
+                )
+        except (requests.RequestException, DockerException, OSError, ValueError) as error:
+            raise EngineNotReadyError(
+                f"event stream from the Docker engine at {self._address} broke: {error}"
+            ) from error
+
+    def close(self) -> None:
+        """End the stream; a thread iterating it stops."""
+        self._stream.close()
 
 
 def _explain(error: APIError) -> str:
@@ -110,6 +158,11 @@ class Engine:
         # low-level client are what its own methods use, but they are untyped.
         self._raw: Any = self.api
         self._root_dir: str | None = None
+
+    @property
+    def address(self) -> str:
+        """Return the engine's address as configured, e.g. unix:///var/run/docker.sock."""
+        return self._address
 
     @contextmanager
     def _translated(self, container: str | None = None) -> Iterator[None]:
@@ -214,9 +267,39 @@ class Engine:
                 id=str(row["Id"]),
                 name=str((row.get("Names") or ["/" + row["Id"][:12]])[0]).lstrip("/"),
                 running=row.get("State") == "running",
+                labels={str(k): str(v) for k, v in (row.get("Labels") or {}).items()},
             )
             for row in rows
         ]
+
+    def info(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Return the engine's ``/version`` and ``/info`` answers, for `ckptd doctor`."""
+        with self._translated():
+            return dict(self.api.version()), dict(self.api.info())
+
+    def running_containers(self) -> list[ContainerInfo]:
+        """Return the running containers with their labels."""
+        with self._translated():
+            rows = self.api.containers(filters={"status": "running"})
+
+        return [
+            ContainerInfo(
+                id=str(row["Id"]),
+                name=str((row.get("Names") or ["/" + row["Id"][:12]])[0]).lstrip("/"),
+                running=True,
+                labels={str(k): str(v) for k, v in (row.get("Labels") or {}).items()},
+            )
+            for row in rows
+        ]
+
+    def container_events(self) -> ContainerEvents:
+        """Open the engine's event stream of container start, stop and removal."""
+        with self._translated():
+            stream = self.api.events(
+                decode=True, filters={"type": "container", "event": list(CONTAINER_EVENTS)}
+            )
+
+        return ContainerEvents(stream, self._address)
 
     def list_checkpoints(self, container: str) -> list[str]:
         """Return the names of ``container``'s checkpoints (the engine tells nothing more)."""

@@ -124,6 +124,18 @@ class Metrics:
         self.build_info.labels(__version__).set(1)
         self._declared: set[tuple[str, str]] = set()
 
+        # Set by the daemon at start-up and on each SIGHUP (the names Prometheus itself uses).
+        self.reload_successful = Gauge(
+            "ckptd_config_last_reload_successful",
+            "1 when the last policy load (start or SIGHUP) succeeded, 0 when it was rejected.",
+            registry=registry,
+        )
+        self.reload_success_time = Gauge(
+            "ckptd_config_last_reload_success_timestamp_seconds",
+            "Unix time of the last successful policy load.",
+            registry=registry,
+        )
+
     def declare(self, targets: Iterable[tuple[str, str]]) -> None:
         """Create every series at 0 for each (target, container), so absence means no data."""
         for target, container in targets:

@@ -250,11 +250,40 @@ class Retention(_Model):
         return ", ".join(rules) or "keep all"
 
 
+class Selector(_Model):
+    """Containers chosen by their labels: every running container carrying all of them."""
+
+    labels: dict[str, str]
+
+    @field_validator("labels")
+    @classmethod
+    def _check_labels(cls, value: dict[str, str]) -> dict[str, str]:
+        if not value:
+            raise ValueError("expected at least one label, e.g. {app: solver}")
+
+        return value
+
+    def matches(self, labels: dict[str, str]) -> bool:
+        """True when ``labels`` (a container's) carry every label of the selector."""
+        return all(labels.get(key) == value for key, value in self.labels.items())
+
+    def describe(self) -> str:
+        """Return the selector as a short phrase, e.g. "containers labelled app=solver"."""
+        pairs = ",".join(f"{key}={value}" for key, value in sorted(self.labels.items()))
+        return f"containers labelled {pairs}"
+
+
 class Target(_Model):
-    """One container to checkpoint on a schedule, under a name used in checkpoints and metrics."""
+    """One container to checkpoint on a schedule, under a name used in checkpoints and metrics.
+
+    Instead of one ``container``, a ``selector`` picks every running container with the given
+    labels; the daemon then runs the schedule for each of them (see `Target.bound`).
+    """
 
     name: str
-    container: str
+    # Empty when the target has a selector; a bound copy carries the container's name.
+    container: str = ""
+    selector: Selector | None = None
     schedule: Schedule
     jitter: Duration = timedelta(0)
     # Declared before leave_running, whose check reads it; daemon.engine fills it when unset.
@@ -300,6 +329,27 @@ class Target(_Model):
 
         return value
 
+    @model_validator(mode="after")
+    def _check_container_or_selector(self) -> Target:
+        if bool(self.container) == (self.selector is not None):
+            raise ValueError(
+                "expected exactly one of 'container' (a name or id) or 'selector' "
+                "(e.g. {labels: {app: solver}})"
+            )
+
+        return self
+
+    def bound(self, container: str) -> Target:
+        """Return this target for one of the containers its selector matched."""
+        return self.model_copy(update={"container": container})
+
+    def describe_containers(self) -> str:
+        """Return "container NAME" or the selector's description."""
+        if self.selector is not None and not self.container:
+            return self.selector.describe()
+
+        return f"container {self.container}"
+
 
 def _split_address(text: str) -> tuple[str, int]:
     """Return the host and port of "host:port" ("[v6]:port"); raise ValueError if malformed."""
@@ -335,6 +385,8 @@ class DaemonSettings(_Model):
     state_dir: AbsolutePath = Path("/var/lib/ckptd")
     # The engine of every target that names none.
     engine: EngineName = "docker"
+    # `ckptd status` asks the running daemon here; the socket is 0600 in a 0700 folder.
+    control_socket: AbsolutePath = Path("/run/ckptd/control.sock")
 
     @field_validator("metrics_address")
     @classmethod
@@ -652,7 +704,7 @@ def _describe_target(target: Target, width: int) -> str:
     """Return one summary line for `target`, its name padded to `width`."""
     running = "leave running" if target.leave_running else "stop after checkpoint"
     details = [
-        f"container {target.container}",
+        target.describe_containers(),
         target.schedule.describe(),
         f"jitter {format_duration(target.jitter)}",
         running,

@@ -69,7 +69,7 @@ def test_example_policy_daemon_settings() -> None:
 
 
 def test_example_policy_targets() -> None:
-    solver, gameserver = load_policy(EXAMPLE).targets
+    solver, gameserver, workers = load_policy(EXAMPLE).targets
 
     assert ("solver", "ckptd-example") == (solver.name, solver.container)
     assert timedelta(minutes=5) == solver.schedule.every
@@ -79,19 +79,22 @@ def test_example_policy_targets() -> None:
     assert ("gameserver", "*/15 * * * *") == (gameserver.name, gameserver.schedule.cron)
     assert "Europe/Berlin" == gameserver.schedule.timezone
     assert 5 == gameserver.retention.keep_last
+    assert workers.selector is not None
+    assert {"app": "solver"} == workers.selector.labels
 
 
 def test_example_policy_summary_has_one_line_per_target() -> None:
     summary = summarize_policy(load_policy(EXAMPLE), EXAMPLE)
     lines = summary.splitlines()
 
-    assert f"{EXAMPLE}: OK, 2 target(s)" == lines[0]
+    assert f"{EXAMPLE}: OK, 3 target(s)" == lines[0]
     solver = (
         "  solver      container ckptd-example, every 5m, jitter 30s, leave running, keep last 3"
     )
     assert solver == lines[3]
     assert lines[4].startswith('  gameserver  container gameserver, cron "*/15 * * * *"')
-    assert 5 == len(lines)
+    assert lines[5].startswith("  workers     containers labelled app=solver, every 30m")
+    assert 6 == len(lines)
 
 
 # --- durations -------------------------------------------------------------------------------
@@ -351,9 +354,28 @@ INVALID = [
     ),
     pytest.param(
         MINIMAL.replace("    container: cpp-solver\n", ""),
-        "targets[0].container",
-        "required key is missing",
+        "targets[0]",
+        "exactly one of 'container' (a name or id) or 'selector'",
         id="missing-container",
+    ),
+    pytest.param(
+        MINIMAL.replace("    container: cpp-solver\n", "    selector: {labels: {app: a}}\n")
+        + "    container: cpp-solver\n",
+        "targets[0]",
+        "exactly one of 'container'",
+        id="container-and-selector",
+    ),
+    pytest.param(
+        MINIMAL.replace("    container: cpp-solver\n", "    selector: {labels: {}}\n"),
+        "targets[0].selector.labels",
+        "at least one label",
+        id="empty-selector",
+    ),
+    pytest.param(
+        MINIMAL.replace("    container: cpp-solver\n", "    selector: {labels: {app: 1}}\n"),
+        "targets[0].selector.labels.app",
+        "should be a valid string",
+        id="selector-label-not-a-string",
     ),
     pytest.param(
         MINIMAL.replace("cpp-solver", "' '"),
@@ -466,7 +488,7 @@ def test_invalid_policy_reports_the_key_path(
         (MINIMAL + "colour: red\n", "colour", 5),
         (MINIMAL + "    keep: 3\n", "targets[0].keep", 5),
         (MINIMAL.replace("5m", "5 minutes"), "targets[0].schedule.every", 4),
-        (MINIMAL.replace("    container: cpp-solver\n", ""), "targets[0].container", 2),
+        (MINIMAL.replace("    container: cpp-solver\n", ""), "targets[0]", 2),
         ("targets: []\n", "targets", 1),
     ],
 )
@@ -486,7 +508,7 @@ def test_unknown_key_lists_the_keys_expected(tmp_path: Path) -> None:
     problems = problems_of(tmp_path, "daemon: {port: 1}\n" + MINIMAL)
 
     expected = "unknown key; expected one of: metrics_address, max_concurrent, stop_timeout, "
-    assert expected + "log_level, state_dir, engine" == problems[0].message
+    assert expected + "log_level, state_dir, engine, control_socket" == problems[0].message
 
 
 def test_every_independent_problem_is_reported_at_once(tmp_path: Path) -> None:
@@ -632,3 +654,17 @@ def test_an_unknown_engine_is_named(tmp_path: Path) -> None:
 
     assert ["daemon.engine", "targets[0].engine"] == [p.location for p in problems]
     assert all("'docker' or 'runc'" in p.message for p in problems)
+
+
+def test_a_selector_replaces_the_container(tmp_path: Path) -> None:
+    path = tmp_path / "policy.yaml"
+    path.write_text(
+        MINIMAL.replace("    container: cpp-solver\n", "    selector: {labels: {app: solver}}\n")
+    )
+    target = load_policy(path).targets[0]
+
+    assert target.selector is not None
+    assert target.selector.matches({"app": "solver", "tier": "x"})
+    assert not target.selector.matches({"app": "other"})
+    assert "containers labelled app=solver" == target.describe_containers()
+    assert "solver-1" == target.bound("solver-1").container

@@ -140,6 +140,8 @@ def write_policy(path: Path, container: str, port: int, **target: object) -> Pat
         f"  metrics_address: 127.0.0.1:{port}",
         "  stop_timeout: 60s",
         f"  state_dir: {path.parent / 'state'}",
+        # Each test's daemon gets its own control socket; the default one is the host's.
+        f"  control_socket: {path.parent / 'control.sock'}",
         "targets:",
         "  - name: it",
         f"    container: {container}",

@@ -3,8 +3,9 @@
 The shared dockerd and containerd of the machine are never touched: each `DisposableEngine`
 runs its own containerd (own root, state and sockets) and its own dockerd (own data root, exec
 root, API socket, pid file and config file), all under one short temporary folder that is
-removed when the engine is closed. Containers on it have no network (the shared engine owns
-the bridge and iptables), so start them with `--network none`.
+removed when the engine is closed. Its dockerd gets a bridge of its own (never ``docker0``,
+which the shared engine owns: a dockerd started with ``--bridge=none`` deletes ``docker0``
+on start-up) and no iptables rules; containers on it may still use `--network none`.
 
 Typical use::
 
@@ -19,8 +20,10 @@ keeps or stops them is its `live-restore` setting (``live_restore=True``).
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
+import random
 import shutil
 import signal
 import subprocess
@@ -72,6 +75,8 @@ class DisposableEngine:
         self.containerd_socket = root / "containerd.sock"
         self._containerd: subprocess.Popen[bytes] | None = None
         self._dockerd: subprocess.Popen[bytes] | None = None
+        # Interface names are at most 15 bytes; the temporary folder's suffix is unique.
+        self.bridge = "ck" + root.name.removeprefix("ckde-")[:13]
 
     @property
     def host(self) -> str:
@@ -102,6 +107,7 @@ class DisposableEngine:
     def start(self) -> None:
         """Start containerd and dockerd; return once the API answers."""
         self.root.mkdir(parents=True, exist_ok=True)
+        _add_bridge(self.bridge)
         self._start_containerd()
         self.start_dockerd()
 
@@ -134,7 +140,8 @@ class DisposableEngine:
                 f"--pidfile={self.root / 'dockerd.pid'}",
                 f"--containerd={self.containerd_socket}",
                 # The shared engine owns docker0 and the iptables chains; stay off both.
-                "--bridge=none",
+                # Not --bridge=none: dockerd then deletes docker0 from under the shared engine.
+                f"--bridge={self.bridge}",
                 "--iptables=false",
                 "--ip6tables=false",
                 "--ip-forward=false",
@@ -209,6 +216,7 @@ class DisposableEngine:
         self._kill_leftover_shims()
         _unmount_below(self.root)
         shutil.rmtree(self.root, ignore_errors=True)
+        subprocess.run(["ip", "link", "del", self.bridge], check=False, capture_output=True)
 
     def _kill_leftover_shims(self) -> None:
         """End containerd shims that still serve this engine (they name its socket)."""
@@ -245,6 +253,25 @@ def _wait_until(ready: Callable[[], bool], process: subprocess.Popen[bytes], wha
         time.sleep(0.2)
 
     raise RuntimeError(f"{what} not ready within {START_TIMEOUT_S} s")
+
+
+def _add_bridge(name: str) -> None:
+    """Create bridge ``name`` with a free 10.x.y.1/24 address, for one disposable dockerd."""
+    used = subprocess.run(
+        ["ip", "-o", "-4", "addr", "show"], capture_output=True, text=True, check=True
+    ).stdout
+    while True:
+        network = ipaddress.ip_network(
+            f"10.{random.randint(200, 250)}.{random.randint(0, 255)}.0/24"
+        )
+        if f" {network.network_address + 1}/" not in used:
+            break
+
+    subprocess.run(["ip", "link", "add", name, "type", "bridge"], check=True)
+    subprocess.run(
+        ["ip", "addr", "add", f"{network.network_address + 1}/24", "dev", name], check=True
+    )
+    subprocess.run(["ip", "link", "set", name, "up"], check=True)
 
 
 def _unmount_below(root: Path) -> None:

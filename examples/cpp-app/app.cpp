@@ -6,6 +6,11 @@
 // table entries and prints "step=<n> checksum=<hex>". A TCP listener on PORT answers each
 // connection with "step=<n>\n". SIGTERM or SIGINT ends it with status 0.
 //
+// With TICK_MS set, a fine-grained tick also runs every TICK_MS and measures the gap between two
+// ticks: each gap longer than GAP_REPORT_MS is printed as "gap: <ms> ms ending at <unix time>",
+// so the time the process was frozen (by a checkpoint, say) can be read from its output. SIGUSR1
+// prints "gaps: longest=<ms> ms ticks=<n>" and starts a new measuring window.
+//
 // A restored process prints no "startup:" lines and its step counter continues; a restarted one
 // prints the "startup:" lines again and counts from 1. The checksum at step n depends only on n
 // and TABLE_MB, so it is the same in every run and after every restore.
@@ -17,6 +22,7 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -42,8 +48,10 @@ constexpr int kMutationsPerStep = 64;
 constexpr std::uint64_t kSeed = 0x636b707464617070ULL;  // "ckptdapp"
 
 volatile std::sig_atomic_t g_stop_signal = 0;
+volatile std::sig_atomic_t g_report_gaps = 0;
 
 void on_stop_signal(int sig) { g_stop_signal = sig; }
+void on_report_signal(int) { g_report_gaps = 1; }
 
 // SplitMix64: a cheap, well-mixed 64-bit hash; all the app's "work" is made of it.
 std::uint64_t mix(std::uint64_t x) {
@@ -78,6 +86,8 @@ void install_signal_handlers() {
   sigemptyset(&sa.sa_mask);
   sigaction(SIGTERM, &sa, nullptr);
   sigaction(SIGINT, &sa, nullptr);
+  sa.sa_handler = on_report_signal;
+  sigaction(SIGUSR1, &sa, nullptr);
   // A client that closes early must not kill the process while we write to it.
   signal(SIGPIPE, SIG_IGN);
 }
@@ -173,6 +183,49 @@ std::uint64_t mutate(std::vector<std::uint64_t>& table, std::uint64_t step,
   return xor_sum;
 }
 
+double unix_seconds() {
+  timeval tv{};
+  gettimeofday(&tv, nullptr);
+  return static_cast<double>(tv.tv_sec) + static_cast<double>(tv.tv_usec) / 1e6;
+}
+
+// The fine-grained tick: the gaps between consecutive ticks. CLOCK_MONOTONIC runs on while the
+// cgroup freezer holds the process, so a freeze shows up as one long gap.
+struct GapMeter {
+  Clock::duration period{};
+  Clock::duration report_over{};
+  Clock::time_point last{};
+  Clock::time_point next{};
+  double longest_ms = 0;
+  std::uint64_t ticks = 0;
+
+  bool enabled() const { return period.count() > 0; }
+
+  void start(Clock::time_point now) {
+    last = now;
+    next = now + period;
+  }
+
+  void tick(Clock::time_point now) {
+    double gap_ms = std::chrono::duration<double, std::milli>(now - last).count();
+    ++ticks;
+    longest_ms = std::max(longest_ms, gap_ms);
+    if (now - last > report_over) {
+      std::printf("gap: %.1f ms ending at %.3f\n", gap_ms, unix_seconds());
+    }
+    last = now;
+    next += period;
+    // After a long gap, tick again one period from now rather than in a burst.
+    if (next <= now) next = now + period;
+  }
+
+  void report() {
+    std::printf("gaps: longest=%.1f ms ticks=%" PRIu64 "\n", longest_ms, ticks);
+    longest_ms = 0;
+    ticks = 0;
+  }
+};
+
 }  // namespace
 
 int main() {
@@ -184,6 +237,8 @@ int main() {
   const auto table_mb = static_cast<std::size_t>(env_number("TABLE_MB", 64, 1, 65536));
   const auto step_ms = static_cast<long>(env_number("STEP_MS", 500, 1, 3600 * 1000));
   const int port = static_cast<int>(env_number("PORT", 8080, 1, 65535));
+  const auto tick_ms = static_cast<long>(env_number("TICK_MS", 0, 0, 60000));
+  const double gap_report_ms = env_number("GAP_REPORT_MS", 5.0 * tick_ms, 0, 3600 * 1000);
 
   const Clock::time_point t0 = Clock::now();
   std::printf("startup: pid %d, port %d, step every %ld ms\n", getpid(), port, step_ms);
@@ -205,8 +260,21 @@ int main() {
   const auto step_period = std::chrono::milliseconds(step_ms);
   std::uint64_t step = 0;
   Clock::time_point next_step = Clock::now() + step_period;
+  GapMeter gaps;
+  gaps.period = std::chrono::milliseconds(tick_ms);
+  gaps.report_over = std::chrono::duration_cast<Clock::duration>(
+      std::chrono::duration<double, std::milli>(gap_report_ms));
+  gaps.start(Clock::now());
   while (g_stop_signal == 0) {
     Clock::time_point now = Clock::now();
+    if (g_report_gaps != 0) {
+      g_report_gaps = 0;
+      gaps.report();
+    }
+    if (gaps.enabled() && now >= gaps.next) {
+      gaps.tick(now);
+      continue;
+    }
     if (now >= next_step) {
       ++step;
       checksum = mutate(table, step, checksum);
@@ -220,7 +288,8 @@ int main() {
     }
 
     // Round up so that poll() does not wake a little early and spin until the deadline.
-    auto wait = std::chrono::ceil<std::chrono::milliseconds>(next_step - now);
+    Clock::time_point wake = gaps.enabled() ? std::min(next_step, gaps.next) : next_step;
+    auto wait = std::chrono::ceil<std::chrono::milliseconds>(wake - now);
     pollfd pfd{listener, POLLIN, 0};
     int ready = poll(&pfd, 1, static_cast<int>(wait.count()));
     if (ready > 0) answer_clients(listener, step);

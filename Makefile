@@ -4,7 +4,7 @@ PYTHON ?= python3
 IMAGE ?= ckptd-example-app:latest
 BIN := $(VENV)/bin
 
-.PHONY: venv engine image lint unit test demo clean install systemd-tools
+.PHONY: venv engine image lint unit test demo clean install systemd-tools bench bench-tools
 
 venv: $(VENV)/.installed
 
@@ -21,8 +21,8 @@ image: engine
 	IMAGE=$(IMAGE) bash examples/cpp-app/build.sh
 
 lint: venv
-	$(BIN)/ruff check ckptd tests
-	$(BIN)/ruff format --check ckptd tests
+	$(BIN)/ruff check ckptd tests bench
+	$(BIN)/ruff format --check ckptd tests bench
 	$(BIN)/mypy
 
 # systemd-analyze (the unit file's test) comes with Debian's systemd package; installing the
@@ -34,8 +34,16 @@ systemd-tools:
 unit: venv systemd-tools
 	$(BIN)/pytest -q --ignore=tests/integration
 
+# What bench/ compares ckptd with: Podman from Debian's packages.
+bench-tools:
+	command -v podman >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq podman; }
+
+# The benchmark suite (bench/run.py --help): 16 MiB, 256 MiB, 1 GiB side by side.
+bench: venv image bench-tools
+	$(BIN)/python bench/run.py --image $(IMAGE)
+
 # CI=true makes engine tests fail, not skip, when the engine is missing.
-test: venv image lint systemd-tools
+test: venv image lint systemd-tools bench-tools
 	$(BIN)/pytest -v
 
 demo: venv image

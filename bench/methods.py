@@ -1,0 +1,351 @@
+"""The ways of checkpointing and restoring the example app that bench/run.py puts side by side.
+
+Each checkpoint method returns a Sample: wall time, the app's longest gap between 10 ms ticks
+around the call ("frozen"), CRIU's own frozen time where it can be read, and the size on disk.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+
+from ckptd import runc
+from ckptd.checkpointer import Checkpointer
+from ckptd.criu import read_dump_stats
+from ckptd.engine import Engine
+from ckptd.metrics import Metrics
+from ckptd.policy import Schedule, Target
+
+ROOT = Path(__file__).resolve().parents[1]
+APP_BINARY = ROOT / "examples" / "cpp-app" / "build" / "app"
+PREFIX = "perf-bench"
+GAP_RE = re.compile(r"gap: ([0-9.]+) ms ending at ([0-9.]+)")
+TOOL_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+# Ticks every 10 ms; every gap over 20 ms is printed, so a freeze of 20 ms or more is seen.
+APP_ENV = {"STARTUP_SECONDS": "0", "TICK_MS": "10", "GAP_REPORT_MS": "20", "STEP_MS": "1000"}
+GAP_FLOOR_S = 0.02
+
+
+@dataclass
+class Sample:
+    """One measured checkpoint or restore."""
+
+    wall_s: float
+    frozen_s: float | None = None
+    criu_frozen_s: float | None = None
+    size_bytes: int | None = None
+    phases: dict[str, float] = field(default_factory=dict)
+
+
+def sh(*args: str, timeout: float = 900, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """Run a command with the tools' PATH; return it finished."""
+    env = {**os.environ, "PATH": TOOL_PATH}
+    return subprocess.run(
+        list(args), capture_output=True, text=True, timeout=timeout, check=check, env=env
+    )
+
+
+def folder_size(path: Path) -> int:
+    """Return the bytes of the files under ``path``."""
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+def longest_gap(text: str, since: float) -> float:
+    """Return the longest tick gap (s) that ended after Unix time ``since``; the floor if none."""
+    gaps = [float(ms) / 1000 for ms, end in GAP_RE.findall(text) if float(end) >= since]
+    return max(gaps, default=GAP_FLOOR_S)
+
+
+def docker_root() -> Path:
+    """Return the engine's data root."""
+    return Path(sh("docker", "info", "--format", "{{.DockerRootDir}}").stdout.strip())
+
+
+class DockerApp:
+    """The example app in a Docker container, with the checkpoint methods that act on it."""
+
+    def __init__(self, image: str, table_mb: int) -> None:
+        self.name = f"{PREFIX}-{table_mb}m-{uuid.uuid4().hex[:6]}"
+        env = [f"--env={k}={v}" for k, v in {**APP_ENV, "TABLE_MB": str(table_mb)}.items()]
+        sh("docker", "run", "-d", "--name", self.name, *env, image)
+        self.id = sh("docker", "inspect", "--format", "{{.Id}}", self.name).stdout.strip()
+        self.folder = docker_root() / "containers" / self.id
+        self.engine = Engine()
+        self.checkpointer = Checkpointer(
+            self.engine, Metrics(CollectorRegistry()), lock_dir=Path(tempfile.mkdtemp())
+        )
+        self.wait_ready()
+
+    def wait_ready(self, timeout: float = 120) -> None:
+        """Wait until the app prints its first step (the table is built and the tick runs)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if "step=" in self.logs(time.time() - 3600):
+                return
+
+            time.sleep(0.2)
+        raise RuntimeError(f"{self.name} did not start within {timeout} s")
+
+    def logs(self, since: float) -> str:
+        """Return what the app printed since Unix time ``since``."""
+        return sh("docker", "logs", "--since", f"{since:.3f}", self.name).stdout
+
+    def _measured(self, call: Any) -> Sample:
+        time.sleep(1.0)  # back-to-back checkpoints race in containerd's content store
+        since = time.time()
+        started = time.monotonic()
+        extra = call()
+        wall = time.monotonic() - started
+        time.sleep(0.3)
+        sample = Sample(wall, frozen_s=longest_gap(self.logs(since - 1), since))
+        if isinstance(extra, dict):
+            sample.__dict__.update(extra)
+
+        return sample
+
+    def docker_api(self, name: str) -> Sample:
+        """The Engine API's checkpoint call, as `docker checkpoint create --leave-running`."""
+        api: Any = self.engine.api
+        url = api._url("/containers/{0}/checkpoints", self.id)
+        body = {"CheckpointID": name, "Exit": False}
+
+        def call() -> None:
+            api._raise_for_status(api._post_json(url, data=body, timeout=900))
+
+        sample = self._measured(call)
+        sample.size_bytes = folder_size(self.folder / "checkpoints" / name)
+        return sample
+
+    def ckptd(self, engine: str, target_name: str) -> tuple[Sample, str]:
+        """ckptd's whole run (lock, name, checkpoint, measure, prune) with ``engine``."""
+        target = Target(
+            name=target_name,
+            container=self.name,
+            schedule=Schedule(every=timedelta(minutes=5)),
+            engine=engine,  # type: ignore[arg-type]
+        )
+        results = []
+
+        def call() -> dict[str, Any]:
+            result = self.checkpointer.run(target)
+            results.append(result)
+            return {"criu_frozen_s": result.frozen_s, "size_bytes": result.size_bytes}
+
+        sample = self._measured(call)
+        return sample, results[0].checkpoint
+
+    def runc_direct(self, name: str) -> Sample:
+        """`runc checkpoint --leave-running` by hand, into Docker's checkpoint folder."""
+        found = runc.locate(self.engine.runtime_facts(self.id))
+        image, work = self.folder / "checkpoints" / name, Path(tempfile.mkdtemp())
+        command = [found.binary, "--root", str(found.root), "checkpoint", "--leave-running"]
+        command += ["--image-path", str(image), "--work-path", str(work), self.id]
+        sample = self._measured(lambda: sh(*command))
+        sample.criu_frozen_s = read_dump_stats(work / "stats-dump").frozen_s
+        sample.size_bytes = folder_size(image)
+        shutil.rmtree(work)
+        return sample
+
+    def remove_checkpoint(self, name: str) -> None:
+        """Delete one checkpoint through Docker."""
+        sh("docker", "checkpoint", "rm", self.name, name)
+
+    def restore(self, name: str) -> Sample:
+        """Stop the container and time `docker start --checkpoint`, with its phases."""
+        sh("docker", "stop", "-t", "10", self.name)
+        watcher = RestorePhases()
+        watcher.start()
+        started = time.monotonic()
+        sh("docker", "start", "--checkpoint", name, self.name)
+        wall = time.monotonic() - started
+        phases = watcher.stop(started, wall)
+        self.wait_ready()
+        return Sample(wall, phases=phases)
+
+    def remove(self) -> None:
+        """Remove the container and its checkpoints."""
+        sh("docker", "rm", "-f", self.name, check=False)
+
+
+class RestorePhases(threading.Thread):
+    """Watches containerd while Docker restores, to say where the time goes.
+
+    Docker tars the checkpoint folder into containerd's content store (an ingest file that
+    grows), containerd unpacks that blob into a fresh ctrd-checkpoint folder, and only then
+    does runc (CRIU) restore. The first time each appears splits the wall time into phases.
+    """
+
+    INGEST = Path("/var/lib/containerd/io.containerd.content.v1.content/ingest")
+
+    def __init__(self) -> None:
+        super().__init__(daemon=True)
+        self.done = threading.Event()
+        self.seen: dict[str, float] = {}
+        self.before = self._unpack_folders()
+
+    def _unpack_folders(self) -> set[Path]:
+        tmp = Path(os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir())
+        return set(tmp.glob("ctrd-checkpoint*"))
+
+    def run(self) -> None:
+        last_unpack_size = -1
+        while not self.done.is_set():
+            now = time.monotonic()
+            if self.INGEST.is_dir() and any(self.INGEST.iterdir()):
+                self.seen.setdefault("ingest_seen", now)
+                self.seen["ingest_last"] = now
+
+            fresh = self._unpack_folders() - self.before
+            if fresh:
+                self.seen.setdefault("unpack_seen", now)
+                size = sum(folder_size(f) for f in fresh if f.exists())
+                if size != last_unpack_size:
+                    self.seen["unpack_last_growth"] = now
+                    last_unpack_size = size
+
+            time.sleep(0.02)
+
+    def stop(self, started: float, wall: float) -> dict[str, float]:
+        """Return the phases, in seconds from the start of `docker start`."""
+        self.done.set()
+        self.join()
+        seen = {k: round(v - started, 3) for k, v in self.seen.items()}
+        unpack = seen.get("unpack_seen")
+        unpacked = seen.get("unpack_last_growth")
+        if unpack is None or unpacked is None:
+            return seen
+
+        return {
+            "pack_into_content_store_s": unpack,
+            "unpack_from_content_store_s": round(unpacked - unpack, 3),
+            "criu_restore_and_start_s": round(wall - unpacked, 3),
+        }
+
+
+class PodmanApp:
+    """The example app under Podman from Debian, with the resource limits root may set here."""
+
+    def __init__(self, image: str, table_mb: int) -> None:
+        self.name = f"{PREFIX}-pod-{table_mb}m-{uuid.uuid4().hex[:6]}"
+        local = f"localhost/{image}"
+        if sh("podman", "image", "exists", local, check=False).returncode != 0:
+            saved = subprocess.run(["docker", "save", image], capture_output=True, check=True)
+            subprocess.run(["podman", "load"], input=saved.stdout, capture_output=True, check=True)
+
+        env = [f"--env={k}={v}" for k, v in {**APP_ENV, "TABLE_MB": str(table_mb)}.items()]
+        limits = ["--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024"]
+        sh("podman", "run", "-d", "--name", self.name, *limits, *env, local)
+        self.wait_ready()
+
+    def wait_ready(self, timeout: float = 120) -> None:
+        """Wait until the app prints a step."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if "step=" in sh("podman", "logs", self.name).stdout:
+                return
+
+            time.sleep(0.2)
+        raise RuntimeError(f"{self.name} did not start within {timeout} s")
+
+    def checkpoint(self) -> Sample:
+        """`podman container checkpoint --leave-running`, with CRIU's statistics."""
+        time.sleep(1.0)
+        since = time.time()
+        started = time.monotonic()
+        answer = sh(
+            "podman", "container", "checkpoint", "--leave-running", "--print-stats", self.name
+        )
+        wall = time.monotonic() - started
+        time.sleep(0.3)
+        text = sh("podman", "logs", "--since", f"{since - 1:.3f}", self.name).stdout
+        static = sh("podman", "inspect", "--format", "{{.StaticDir}}", self.name).stdout.strip()
+        sample = Sample(wall, frozen_s=longest_gap(text, since))
+        sample.size_bytes = folder_size(Path(static) / "checkpoint")
+        try:
+            stats = json.loads(answer.stdout)
+            criu = stats["container_statistics"][0]["criu_statistics"]
+            sample.criu_frozen_s = criu["frozen_time"] / 1e6
+        except (ValueError, KeyError, IndexError, TypeError):
+            pass
+
+        return sample
+
+    def restore(self) -> Sample:
+        """Stop the container and time `podman container restore`."""
+        sh("podman", "stop", "-t", "10", self.name)
+        started = time.monotonic()
+        sh("podman", "container", "restore", self.name)
+        sample = Sample(time.monotonic() - started)
+        self.wait_ready()
+        return sample
+
+    def remove(self) -> None:
+        """Remove the container."""
+        sh("podman", "rm", "-f", self.name, check=False)
+
+
+class PlainApp:
+    """The example app as a plain process (no container), checkpointed with `criu dump`."""
+
+    def __init__(self, table_mb: int, port: int) -> None:
+        self.folder = Path(tempfile.mkdtemp(prefix=f"{PREFIX}-plain-"))
+        self.output = self.folder / "out.log"
+        env = {**os.environ, **APP_ENV, "TABLE_MB": str(table_mb), "PORT": str(port)}
+        with self.output.open("w") as out:
+            # Its own session: CRIU then dumps a whole session, no --shell-job needed.
+            self.process = subprocess.Popen(
+                [str(APP_BINARY)],
+                stdout=out,
+                stderr=out,
+                stdin=subprocess.DEVNULL,
+                env=env,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + 120
+        while "step=" not in self.output.read_text() and time.monotonic() < deadline:
+            time.sleep(0.2)
+
+    def checkpoint(self) -> Sample:
+        """`criu dump --leave-running` of the process."""
+        time.sleep(1.0)
+        images = Path(tempfile.mkdtemp(dir=self.folder))
+        since = time.time()
+        started = time.monotonic()
+        sh(
+            "criu",
+            "dump",
+            "-t",
+            str(self.process.pid),
+            "-D",
+            str(images),
+            "--leave-running",
+            "-o",
+            "dump.log",
+        )
+        wall = time.monotonic() - started
+        time.sleep(0.3)
+        sample = Sample(wall, frozen_s=longest_gap(self.output.read_text(), since))
+        sample.criu_frozen_s = read_dump_stats(images / "stats-dump").frozen_s
+        sample.size_bytes = folder_size(images)
+        shutil.rmtree(images)
+        return sample
+
+    def remove(self) -> None:
+        """Stop the process and remove its files."""
+        self.process.send_signal(signal.SIGTERM)
+        self.process.wait(timeout=30)
+        shutil.rmtree(self.folder, ignore_errors=True)

@@ -57,6 +57,8 @@ def _free_port() -> int:
 def _policy(path: Path, names: list[str], concurrency: int, every_s: int, engine: str) -> None:
     lines = [
         "daemon:",
+        f"  state_dir: {path.parent / 'state'}",
+        f"  control_socket: {path.parent / 'ckptd.sock'}",
         f"  metrics_address: 127.0.0.1:{_free_port()}",
         f"  max_concurrent: {concurrency}",
         f"  engine: {engine}",

@@ -24,6 +24,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 
 from ckptd import runc
+from ckptd.catalog import Catalog
 from ckptd.checkpointer import Checkpointer
 from ckptd.criu import read_dump_stats
 from ckptd.engine import Engine
@@ -85,8 +86,12 @@ class DockerApp:
         self.id = sh("docker", "inspect", "--format", "{{.Id}}", self.name).stdout.strip()
         self.folder = docker_root() / "containers" / self.id
         self.engine = Engine()
+        scratch = Path(tempfile.mkdtemp(prefix=f"{PREFIX}-state-"))
         self.checkpointer = Checkpointer(
-            self.engine, Metrics(CollectorRegistry()), lock_dir=Path(tempfile.mkdtemp())
+            self.engine,
+            Metrics(CollectorRegistry()),
+            Catalog(scratch / "state"),
+            lock_dir=scratch / "locks",
         )
         self.wait_ready()
 

@@ -4,7 +4,7 @@ PYTHON ?= python3
 IMAGE ?= ckptd-example-app:latest
 BIN := $(VENV)/bin
 
-.PHONY: venv engine image lint unit test demo clean install systemd-tools bench bench-tools
+.PHONY: venv engine image prometheus lint unit test demo clean install systemd-tools bench bench-tools
 
 venv: $(VENV)/.installed
 
@@ -19,6 +19,11 @@ engine:
 
 image: engine
 	IMAGE=$(IMAGE) bash examples/cpp-app/build.sh
+
+# Prometheus and promtool from Debian, for the alert-rule and real-Prometheus tests; the
+# package's own service is never started (the tests run their own prometheus).
+prometheus:
+	bash scripts/setup-prometheus.sh
 
 lint: venv
 	$(BIN)/ruff check ckptd tests bench
@@ -43,7 +48,7 @@ bench: venv image bench-tools
 	$(BIN)/python bench/run.py --image $(IMAGE)
 
 # CI=true makes engine tests fail, not skip, when the engine is missing.
-test: venv image lint systemd-tools bench-tools
+test: venv image prometheus lint systemd-tools bench-tools
 	$(BIN)/pytest -v
 
 demo: venv image

@@ -37,8 +37,15 @@ class Exported:
 
 def exported(families: Iterable[Metric]) -> dict[str, Exported]:
     """Return ckptd's metrics keyed by the name an operator queries (counters with _total)."""
+    families = list(families)
+    # The text format shows a counter's or histogram's `_created` samples as a gauge of their own;
+    # they belong to the metric's README row.
+    timed = {f.name + "_created" for f in families if f.type in ("counter", "histogram", "summary")}
     found = {}
     for family in families:
+        if family.name in timed:
+            continue
+
         suffix = {"counter": "_total", "info": "_info"}.get(family.type, "")
         labels = None
         if family.samples:

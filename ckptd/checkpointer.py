@@ -21,14 +21,16 @@ from ckptd.errors import (
     CheckpointFailedError,
     CkptdError,
     ContainerNotRunningError,
+    DiskSpaceError,
     UnsafeExitError,
 )
 from ckptd.failures import failure_reason, read_criu_excerpt
 from ckptd.inventory import target_checkpoints
 from ckptd.metrics import Metrics
-from ckptd.naming import CheckpointRef, make_checkpoint_name, parse_checkpoint_name
-from ckptd.policy import Target
-from ckptd.retention import plan_prune
+from ckptd.naming import make_checkpoint_name
+from ckptd.policy import DaemonSettings, Target
+from ckptd.pruner import PruneOutcome, Pruner
+from ckptd.retention import Origin
 
 log = structlog.get_logger("ckptd.checkpointer")
 
@@ -78,12 +80,14 @@ class Checkpointer:
         catalog: Catalog,
         lock_dir: Path | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        daemon: DaemonSettings | None = None,
     ) -> None:
         self.engine = engine
         self.metrics = metrics
         self.catalog = catalog
         self.lock_dir = lock_dir or default_lock_dir()
         self.clock = clock
+        self.pruner = Pruner(engine, metrics, catalog, daemon or DaemonSettings())
 
     @contextmanager
     def container_lock(self, container: ContainerInfo) -> Iterator[None]:
@@ -152,6 +156,8 @@ class Checkpointer:
         with self.container_lock(container):
             existing = self.engine.list_checkpoints(container.id)
             self._sweep_leftovers(container, existing)
+            self._make_room(target, container, origin)
+            existing = self.engine.list_checkpoints(container.id)
             name, duration, size, engine, frozen = self._create(target, container, existing, origin)
 
         labels = (target.name, target.container)
@@ -168,6 +174,16 @@ class Checkpointer:
         result.engine, result.frozen_s = engine, frozen
         self._prune(target, container, newest_good=name, result=result)
         return result
+
+    def _make_room(self, target: Target, container: ContainerInfo, origin: str) -> None:
+        """Prune what the rules let go until the disk has room; record a disk_space failure."""
+        try:
+            self.pruner.make_room(target, container, self.clock())
+        except DiskSpaceError as error:
+            self.catalog.record_failure(
+                target.name, container.id, container.name, "disk_space", str(error), origin
+            )
+            raise
 
     def _runnable_container(self, target: Target) -> ContainerInfo:
         """Return the target's container, or raise why it cannot be checkpointed now."""
@@ -299,37 +315,44 @@ class Checkpointer:
     def _prune(
         self, target: Target, container: ContainerInfo, newest_good: str, result: CheckpointResult
     ) -> None:
-        records = self.records(target, container)
-        refs = [_ref(record) for record in records]
-        plan = plan_prune(refs, target.retention.keep_last, newest_good)
+        with self.container_lock(container):
+            plan = self.pruner.plan(target, container, self.clock())
+            if newest_good not in {decision.name for decision in plan.keep}:
+                # The planner keeps the newest good checkpoint it can see; this one was just
+                # made, so its absence means the clock and the name disagree: delete nothing.
+                log.error("prune_skipped", target=target.name, checkpoint=newest_good)
+                return
+
+            outcome = self.pruner.apply(target, container, plan)
+
+        result.pruned = outcome.deleted
+        result.kept = self._report_kept(target, outcome)
+
+    def prune(self, target: Target) -> PruneOutcome:
+        """Apply `target`'s retention now, under the container's lock; return what it did."""
+        container = self.engine.container(target.container)
+        with self.container_lock(container):
+            plan = self.pruner.plan(target, container, self.clock())
+            outcome = self.pruner.apply(target, container, plan)
+
+        self._report_kept(target, outcome)
+        return outcome
+
+    def _report_kept(self, target: Target, outcome: PruneOutcome) -> int:
+        """Set the kept-count and retained-bytes gauges from what `outcome` left; return count."""
+        gone = set(outcome.deleted)
+        left = [
+            d.record
+            for d in outcome.plan.decisions()
+            if d.record.origin is Origin.TARGET and not d.record.in_progress and d.name not in gone
+        ]
         labels = (target.name, target.container)
+        self.metrics.kept.labels(*labels).set(len(left))
+        sizes = [record.size_bytes for record in left]
+        if None not in sizes:
+            self.metrics.retained.labels(*labels).set(sum(size or 0 for size in sizes))
 
-        for ref in plan.delete:
-            prune_id = self.catalog.begin_prune(
-                target.name, container.id, ref.name, plan.reasons[ref.name]
-            )
-            try:
-                self.engine.delete_checkpoint(container.id, ref.name)
-            except CkptdError as error:
-                self.catalog.finish_prune(prune_id, deleted=False, message=str(error))
-                log.warning(
-                    "prune_failed", target=target.name, checkpoint=ref.name, error=str(error)
-                )
-                continue
-
-            self.catalog.finish_prune(prune_id, deleted=True)
-            self.metrics.pruned.labels(*labels).inc()
-            result.pruned.append(ref.name)
-            log.info(
-                "checkpoint_pruned",
-                target=target.name,
-                checkpoint=ref.name,
-                reason=plan.reasons[ref.name],
-            )
-
-        result.kept = len(refs) - len(result.pruned)
-        self.metrics.kept.labels(*labels).set(result.kept)
-        self._set_retained(target, [r for r in records if r.name not in result.pruned])
+        return len(left)
 
     def _set_retained(self, target: Target, records: list[CheckpointRecord]) -> None:
         """Set ckptd_retained_bytes from the catalog's sizes, when every size is known."""
@@ -376,10 +399,3 @@ def unsafe_exit_reason(container: ContainerInfo) -> str | None:
         )
 
     return None
-
-
-def _ref(record: CheckpointRecord) -> CheckpointRef:
-    """Return the retention planner's view of a catalog record."""
-    parsed = parse_checkpoint_name(record.name)
-    seq = 1 if parsed is None else parsed.seq
-    return CheckpointRef(record.created, seq, record.target, record.name)

@@ -134,7 +134,7 @@ def cmd_checkpoint(args: argparse.Namespace) -> int:
     engine = Engine()
     engine.require_ready()
     catalog = Catalog(policy.daemon.state_dir)
-    checkpointer = Checkpointer(engine, Metrics(CollectorRegistry()), catalog)
+    checkpointer = Checkpointer(engine, Metrics(CollectorRegistry()), catalog, daemon=policy.daemon)
     bound = _bound_targets(engine, [target], running=True)
     if not bound:
         raise CkptdError(f"no running container matches target {target.name!r}")

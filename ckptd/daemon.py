@@ -56,7 +56,7 @@ class Daemon:
         self.registry = CollectorRegistry()
         self.metrics = Metrics(self.registry)
         self.catalog = Catalog(policy.daemon.state_dir)
-        self.checkpointer = Checkpointer(engine, self.metrics, self.catalog)
+        self.checkpointer = Checkpointer(engine, self.metrics, self.catalog, daemon=policy.daemon)
         self.backoff = Backoff()
         self.probe = EngineProbe(engine, self.metrics)
         self.stop_requested = threading.Event()

@@ -11,6 +11,7 @@ import shutil
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -354,3 +355,27 @@ class Engine:
             return None
 
         return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+
+    def checkpoint_modified(self, container_id: str, name: str) -> datetime | None:
+        """Return when a checkpoint's folder last changed, or None when it is not local."""
+        folder = self.checkpoint_dir(container_id, name)
+        if folder is None:
+            return None
+
+        return datetime.fromtimestamp(folder.stat().st_mtime, UTC)
+
+    def free_bytes(self, container_id: str) -> int | None:
+        """Return the bytes free on the filesystem holding a container's checkpoints.
+
+        Returns None when that folder is not on this host (a remote engine).
+        """
+        if self._root_dir is None:
+            self.status()
+
+        container_dir = Path(str(self._root_dir), "containers", container_id)
+        for candidate in (container_dir / "checkpoints", container_dir):
+            if candidate.is_dir():
+                usage = os.statvfs(candidate)
+                return usage.f_bavail * usage.f_frsize
+
+        return None

@@ -86,3 +86,16 @@ class UnsafeExitError(CkptdError):
         super().__init__(
             f"target {target!r}: refusing leave_running: false on container {container!r}: {why}"
         )
+
+
+class DiskSpaceError(CkptdError):
+    """Too little free disk for the next checkpoint, even after pruning what the rules let go."""
+
+    def __init__(self, container: str, free: int, needed: int) -> None:
+        self.container = container
+        self.free = free
+        self.needed = needed
+        super().__init__(
+            f"not checkpointing container {container!r}: {free} bytes free, {needed} needed "
+            "(min_free_disk plus the estimated size of the checkpoint)"
+        )

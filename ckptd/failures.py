@@ -16,6 +16,7 @@ from ckptd.errors import (
     CkptdError,
     ContainerNotFoundError,
     ContainerNotRunningError,
+    DiskSpaceError,
     EngineNotReadyError,
     UnsafeExitError,
 )
@@ -60,6 +61,9 @@ def failure_reason(error: CkptdError) -> str:
 
     if isinstance(error, EngineNotReadyError):
         return "engine_unavailable"
+
+    if isinstance(error, DiskSpaceError):
+        return "disk_space"
 
     if not isinstance(error, CheckpointFailedError):
         return "checkpoint_failed"

@@ -115,6 +115,13 @@ class Metrics:
             "1 when the engine answered ckptd's last call to it, 0 when it could not be reached.",
             registry=registry,
         )
+        self.budget_unmet = Gauge(
+            "ckptd_retention_budget_unmet",
+            "1 when a retention budget (max_total_size, min_free_disk) cannot be met without "
+            "deleting a protected checkpoint.",
+            labels,
+            registry=registry,
+        )
         self.build_info = Gauge(
             "ckptd_build_info",
             "Always 1; the version label says which ckptd is running.",
@@ -180,4 +187,5 @@ class Metrics:
             self.size,
             self.retained,
             self.kept,
+            self.budget_unmet,
         )

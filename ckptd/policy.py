@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
@@ -23,6 +23,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PlainValidator,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -31,6 +32,8 @@ from pydantic import (
 from pydantic_core import ErrorDetails, PydanticCustomError
 
 from ckptd.errors import CkptdError, PolicyError, Problem
+from ckptd.sizes import format_size, parse_size
+from ckptd.spans import Span, parse_span
 
 Loc = tuple[str | int, ...]
 
@@ -52,6 +55,8 @@ _CRON_FIELDS = "minute hour day-of-month month day-of-week"
 _DUPLICATE_NAME = "duplicate_target_name"
 # docker: the Engine API's checkpoint call; runc: runc called directly (see ckptd/runc.py).
 EngineName = Literal["docker", "runc"]
+# A retention count that keeps one checkpoint per bucket for as far back as they go.
+UNLIMITED = "unlimited"
 
 
 def parse_duration(text: str | int) -> timedelta:
@@ -196,14 +201,7 @@ class Schedule(_Model):
     @field_validator("timezone")
     @classmethod
     def _check_timezone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError, OSError):
-            raise ValueError(
-                "unknown time zone; expected an IANA name such as UTC or Europe/Berlin"
-            ) from None
-
-        return value
+        return _check_timezone_name(value)
 
     @model_validator(mode="after")
     def _check_kind(self) -> Schedule:
@@ -236,18 +234,116 @@ class Schedule(_Model):
         return f'cron "{self.cron}" ({self.timezone})'
 
 
-class Retention(_Model):
-    """Which checkpoints of a target to keep; with no rule set, every checkpoint is kept."""
+RETENTION_COUNT_RULES = (
+    "keep_last",
+    "keep_minutely",
+    "keep_hourly",
+    "keep_daily",
+    "keep_weekly",
+    "keep_monthly",
+    "keep_yearly",
+)
+RETENTION_SPAN_RULES = (
+    "keep_within",
+    "keep_within_hourly",
+    "keep_within_daily",
+    "keep_within_weekly",
+    "keep_within_monthly",
+    "keep_within_yearly",
+)
 
-    keep_last: Count | None = None
+
+def _coerce_count(value: object) -> int | str:
+    """Return a retention count: a whole number of at least 1, or the word "unlimited"."""
+    if value == UNLIMITED:
+        return UNLIMITED
+
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError("expected a whole number of at least 1 or 'unlimited'")
+
+    if value < 1:
+        raise ValueError("should be greater than or equal to 1, or 'unlimited'")
+
+    return value
+
+
+def _coerce_span(value: object) -> Span:
+    """Return `value` as a calendar span: a Span as it is, anything else through parse_span."""
+    return value if isinstance(value, Span) else parse_span(value)
+
+
+def _coerce_size(value: object) -> int:
+    """Return `value` as a number of bytes through parse_size."""
+    return parse_size(value)
+
+
+def _check_timezone_name(value: str) -> str:
+    """Return `value` when it names an IANA time zone; raise ValueError otherwise."""
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        raise ValueError(
+            "unknown time zone; expected an IANA name such as UTC or Europe/Berlin"
+        ) from None
+
+    return value
+
+
+RetentionCount = Annotated[int | str, PlainValidator(_coerce_count)]
+CalendarSpan = Annotated[Span, PlainValidator(_coerce_span)]
+Size = Annotated[int, PlainValidator(_coerce_size)]
+
+
+class Retention(_Model):
+    """Which checkpoints of a target to keep; with no rule set, every checkpoint is kept.
+
+    The rules are restic's `forget` rules (see ckptd.retention); the budgets and the time zone
+    are ckptd's own.
+    """
+
+    keep_last: RetentionCount | None = None
+    keep_minutely: RetentionCount | None = None
+    keep_hourly: RetentionCount | None = None
+    keep_daily: RetentionCount | None = None
+    keep_weekly: RetentionCount | None = None
+    keep_monthly: RetentionCount | None = None
+    keep_yearly: RetentionCount | None = None
+    keep_within: CalendarSpan | None = None
+    keep_within_hourly: CalendarSpan | None = None
+    keep_within_daily: CalendarSpan | None = None
+    keep_within_weekly: CalendarSpan | None = None
+    keep_within_monthly: CalendarSpan | None = None
+    keep_within_yearly: CalendarSpan | None = None
+    timezone: str = "UTC"
+    max_total_size: Size | None = None
+    min_free_disk: Size | None = None
+
+    @field_validator("timezone")
+    @classmethod
+    def _check_timezone(cls, value: str) -> str:
+        return _check_timezone_name(value)
+
+    def has_rules(self) -> bool:
+        """Return True when at least one keep_* rule is set."""
+        names = RETENTION_COUNT_RULES + RETENTION_SPAN_RULES
+        return any(getattr(self, name) is not None for name in names)
 
     def describe(self) -> str:
-        """Return the rules as a short phrase, e.g. "keep last 3"."""
+        """Return the rules as a short phrase, e.g. "keep last 3, daily 7, within 2d"."""
         rules: list[str] = []
-        if self.keep_last is not None:
-            rules.append(f"keep last {self.keep_last}")
+        for name in RETENTION_COUNT_RULES + RETENTION_SPAN_RULES:
+            value = getattr(self, name)
+            if value is not None:
+                rules.append(f"{name.removeprefix('keep_').replace('_', ' ')} {value}")
 
-        return ", ".join(rules) or "keep all"
+        phrase = "keep " + ", ".join(rules) if rules else "keep all"
+        if self.max_total_size is not None:
+            phrase += f", at most {format_size(self.max_total_size)}"
+
+        if self.min_free_disk is not None:
+            phrase += f", keep {format_size(self.min_free_disk)} disk free"
+
+        return phrase
 
 
 class Selector(_Model):
@@ -387,6 +483,8 @@ class DaemonSettings(_Model):
     engine: EngineName = "docker"
     # `ckptd status` asks the running daemon here; the socket is 0600 in a 0700 folder.
     control_socket: AbsolutePath = Path("/run/ckptd/control.sock")
+    # Free space to leave on the engine's disk before each checkpoint; a target may override it.
+    min_free_disk: Size | None = None
 
     @field_validator("metrics_address")
     @classmethod
@@ -500,6 +598,26 @@ def load_policy(path: Path) -> Policy:
         raise PolicyError(path, sorted(problems, key=lambda problem: problem.line or 0))
 
     return policy
+
+
+def parse_retention(settings: Mapping[str, Any], source: str = "retention settings") -> Retention:
+    """Return the retention rules in `settings`, a mapping written as a policy's `retention:`.
+
+    Raises PolicyError (named after `source`) carrying every problem, each at its key path.
+    """
+    try:
+        return Retention.model_validate(dict(settings))
+    except ValidationError as exc:
+        problems = [
+            Problem(
+                _location(("retention", *error["loc"])),
+                _message(error, known=list(Retention.model_fields)),
+                None if error["type"] in ("missing", "extra_forbidden") else error["input"],
+            )
+            for error in exc.errors(include_url=False)
+        ]
+
+    raise PolicyError(source, problems)
 
 
 def _read_text(path: Path) -> str:
@@ -628,11 +746,15 @@ def _location(loc: Loc) -> str:
     return text
 
 
-def _message(error: ErrorDetails) -> str:
-    """Return what pydantic's `error` expected, worded for someone editing the policy file."""
+def _message(error: ErrorDetails, known: list[str] | None = None) -> str:
+    """Return what pydantic's `error` expected, worded for someone editing the policy file.
+
+    `known` lists the keys allowed beside an unknown one, when the error's location cannot be
+    read from the top of a policy.
+    """
     if error["type"] == "extra_forbidden":
-        known = ", ".join(_known_keys(tuple(error["loc"])))
-        return f"unknown key; expected one of: {known}"
+        allowed = ", ".join(_known_keys(tuple(error["loc"])) if known is None else known)
+        return f"unknown key; expected one of: {allowed}"
 
     if error["type"] == "missing":
         return "required key is missing"

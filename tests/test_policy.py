@@ -278,8 +278,8 @@ INVALID = [
         id="unknown-schedule-key",
     ),
     pytest.param(
-        MINIMAL + "    retention: {keep_daily: 7}\n",
-        "targets[0].retention.keep_daily",
+        MINIMAL + "    retention: {keep_dayly: 7}\n",
+        "targets[0].retention.keep_dayly",
         "expected one of: keep_last",
         id="unknown-retention-key",
     ),
@@ -508,7 +508,10 @@ def test_unknown_key_lists_the_keys_expected(tmp_path: Path) -> None:
     problems = problems_of(tmp_path, "daemon: {port: 1}\n" + MINIMAL)
 
     expected = "unknown key; expected one of: metrics_address, max_concurrent, stop_timeout, "
-    assert expected + "log_level, state_dir, engine, control_socket" == problems[0].message
+    assert (
+        expected + "log_level, state_dir, engine, control_socket, min_free_disk"
+        == problems[0].message
+    )
 
 
 def test_every_independent_problem_is_reported_at_once(tmp_path: Path) -> None:

@@ -1,0 +1,187 @@
+"""Retention applied to the engine: build records, plan, delete, and make room before a checkpoint.
+
+`build_records` is the only place that turns what the engine and the catalog know into retention
+records; the planner and its callers see nothing else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import structlog
+
+from ckptd.catalog import Catalog
+from ckptd.engine import ContainerInfo, Engine
+from ckptd.errors import CkptdError, DiskSpaceError
+from ckptd.inventory import target_checkpoints
+from ckptd.metrics import Metrics
+from ckptd.naming import parse_checkpoint_name
+from ckptd.pins import pinned
+from ckptd.policy import DaemonSettings, Target
+from ckptd.retention import CheckpointRecord, Origin, RetentionPlan, plan_retention
+from ckptd.sizes import format_size
+
+log = structlog.get_logger("ckptd.pruner")
+
+# A checkpoint not made by ckptd has no time in its name; without a local folder to read one
+# from, it is shown at the epoch (the floor keeps it whatever its time).
+UNKNOWN_TIME = datetime.fromtimestamp(0, UTC)
+# How many recent checkpoints the next one's size is estimated from (the largest of them).
+SIZE_HISTORY = 3
+
+
+@dataclass
+class PruneOutcome:
+    """What applying a plan did."""
+
+    plan: RetentionPlan
+    deleted: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+
+
+def build_records(
+    engine: Engine,
+    catalog: Catalog,
+    container: ContainerInfo,
+    target: str,
+    pins: Collection[str] = (),
+) -> list[CheckpointRecord]:
+    """Return a retention record for every checkpoint of `container`.
+
+    The target's good checkpoints, with their times and sizes, come from the catalog (through
+    `inventory.target_checkpoints`, which adopts ones it has not seen). A name of this target
+    that the catalog does not call good (still being written, or left by a failure) is marked
+    in progress, so the floor keeps it. Other targets' times come from their names; a name
+    ckptd did not make gets its folder's time when the folder is local.
+    """
+    names = engine.list_checkpoints(container.id)
+    good = {
+        record.name: record
+        for record in target_checkpoints(
+            catalog,
+            target,
+            container,
+            names,
+            lambda name: engine.checkpoint_size(container.id, name),
+        )
+    }
+    records: list[CheckpointRecord] = []
+    for name in names:
+        ref = parse_checkpoint_name(name)
+        known = good.get(name)
+        if known is not None:
+            created, size, origin = known.created, known.size_bytes, Origin.TARGET
+        elif ref is None:
+            created = engine.checkpoint_modified(container.id, name) or UNKNOWN_TIME
+            size, origin = engine.checkpoint_size(container.id, name), Origin.FOREIGN
+        else:
+            size = engine.checkpoint_size(container.id, name)
+            origin = Origin.TARGET if ref.target == target else Origin.OTHER_TARGET
+            created = ref.created
+
+        records.append(
+            CheckpointRecord(
+                name=name,
+                created=created,
+                size_bytes=size,
+                pinned=name in pins,
+                in_progress=origin is Origin.TARGET and known is None,
+                origin=origin,
+            )
+        )
+
+    return records
+
+
+def estimate_next_size(records: Iterable[CheckpointRecord]) -> int:
+    """Return the expected size of the next checkpoint: the largest of the latest few, or 0."""
+    own = [r for r in records if r.origin is Origin.TARGET and r.size_bytes is not None]
+    recent = sorted(own, key=lambda r: (r.created, r.name), reverse=True)[:SIZE_HISTORY]
+    return max((r.size_bytes or 0 for r in recent), default=0)
+
+
+class Pruner:
+    """Plans and applies a target's retention on the engine."""
+
+    def __init__(
+        self, engine: Engine, metrics: Metrics, catalog: Catalog, daemon: DaemonSettings
+    ) -> None:
+        self.engine = engine
+        self.metrics = metrics
+        self.catalog = catalog
+        self.daemon = daemon
+
+    def records(self, target: Target, container: ContainerInfo) -> list[CheckpointRecord]:
+        """Return the retention records of `target`'s container, pins included."""
+        pins = pinned(self.daemon.state_dir, target.name)
+        return build_records(self.engine, self.catalog, container, target.name, pins)
+
+    def plan(self, target: Target, container: ContainerInfo, now: datetime) -> RetentionPlan:
+        """Return the retention plan for `target` as things stand on the engine."""
+        return plan_retention(self.records(target, container), target.retention, now)
+
+    def apply(self, target: Target, container: ContainerInfo, plan: RetentionPlan) -> PruneOutcome:
+        """Delete what `plan` deletes, oldest first; a failed deletion is logged and skipped."""
+        outcome = PruneOutcome(plan)
+        for decision in reversed(plan.delete):
+            if self._delete(target, container, decision.name, ", ".join(decision.reasons)):
+                outcome.deleted.append(decision.name)
+            else:
+                outcome.failed.append(decision.name)
+
+        self._report_budget(target, plan.unmet)
+        return outcome
+
+    def make_room(self, target: Target, container: ContainerInfo, now: datetime) -> int | None:
+        """Ensure the disk holds the next checkpoint with min_free_disk to spare.
+
+        Deletes, oldest first, only checkpoints the rules let go, and stops once there is room.
+        Returns the bytes free afterwards (None when the engine's disk is not on this host or no
+        min_free_disk is set); raises DiskSpaceError when there is still not enough room.
+        """
+        minimum = target.retention.min_free_disk
+        if minimum is None:
+            minimum = self.daemon.min_free_disk
+
+        free = None if minimum is None else self.engine.free_bytes(container.id)
+        if minimum is None or free is None:
+            return None
+
+        records = self.records(target, container)
+        needed = minimum + estimate_next_size(records)
+        plan = plan_retention(records, target.retention, now)
+        for decision in reversed(plan.delete):
+            if free >= needed:
+                break
+
+            if self._delete(target, container, decision.name, "disk space"):
+                free = self.engine.free_bytes(container.id) or 0
+
+        if free < needed:
+            self._report_budget(target, [f"min_free_disk {format_size(minimum)}"])
+            raise DiskSpaceError(str(container.name), free, needed)
+
+        return free
+
+    def _delete(self, target: Target, container: ContainerInfo, name: str, why: str) -> bool:
+        """Delete one checkpoint; return False (and log) when the engine refuses."""
+        prune_id = self.catalog.begin_prune(target.name, container.id, name, why)
+        try:
+            self.engine.delete_checkpoint(container.id, name)
+        except CkptdError as error:
+            self.catalog.finish_prune(prune_id, deleted=False, message=str(error))
+            log.warning("prune_failed", target=target.name, checkpoint=name, error=str(error))
+            return False
+
+        self.catalog.finish_prune(prune_id, deleted=True)
+        self.metrics.pruned.labels(target.name, target.container).inc()
+        log.info("checkpoint_pruned", target=target.name, checkpoint=name, reason=why)
+        return True
+
+    def _report_budget(self, target: Target, unmet: list[str]) -> None:
+        """Set the budget gauge and log each budget the floor does not let ckptd meet."""
+        self.metrics.budget_unmet.labels(target.name, target.container).set(1 if unmet else 0)
+        for budget in unmet:
+            log.warning("retention_budget_unmet", target=target.name, budget=budget)

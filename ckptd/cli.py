@@ -10,7 +10,7 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry
 
-from ckptd import __version__
+from ckptd import __version__, retention_cli
 from ckptd.catalog import Catalog, CheckpointRecord
 from ckptd.checkpointer import Checkpointer
 from ckptd.engine import Engine
@@ -76,6 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
         "doctor", help="check the engine, CRIU, runc and kernel; exit non-zero if not usable"
     )
     doctor.add_argument("--json", action="store_true", help="print JSON for machines")
+    retention_cli.add_parsers(commands)
     return parser
 
 
@@ -200,6 +201,7 @@ COMMANDS = {
     "checkpoint": cmd_checkpoint,
     "status": cmd_status,
     "doctor": cmd_doctor,
+    **retention_cli.COMMANDS,
 }
 
 

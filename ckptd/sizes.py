@@ -6,8 +6,8 @@ import re
 from decimal import Decimal
 
 SIZE_FORMS = (
-    "bytes (1048576) or a number with a unit: B, kB, MB, GB, TB (powers of 1000) or "
-    "KiB, MiB, GiB, TiB (powers of 1024), e.g. 20GiB, 1.5TB"
+    "bytes (1048576) or a number with a unit: B, kB, MB, GB, TB, PB (powers of 1000) or "
+    "KiB, MiB, GiB, TiB, PiB (powers of 1024), e.g. 20GiB, 1.5TB"
 )
 _SIZE_RE = re.compile(r"(?P<number>[0-9]+(?:\.[0-9]+)?) ?(?P<unit>[a-zA-Z]*)")
 _UNITS = {
@@ -16,12 +16,14 @@ _UNITS = {
     "mb": 1000**2,
     "gb": 1000**3,
     "tb": 1000**4,
+    "pb": 1000**5,
     "kib": 1024,
     "mib": 1024**2,
     "gib": 1024**3,
     "tib": 1024**4,
+    "pib": 1024**5,
 }
-_BINARY = (("TiB", 1024**4), ("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024))
+_BINARY = (("PiB", 1024**5), ("TiB", 1024**4), ("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024))
 
 
 def parse_size(text: object) -> int:

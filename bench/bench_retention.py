@@ -1,6 +1,6 @@
 """How long plan_retention takes for one target with 100,000 checkpoints (target: under 1 s).
 
-Run: .venv/bin/python bench/bench_retention.py [COUNT] [REPEATS]
+Run: .venv/bin/python bench/bench_retention.py [--count 100000] [--repeats 3]
 
 The checkpoints are five minutes apart (about a year) with sizes of a few MiB; the rules are every
 kind at once, read in a time zone with daylight saving, plus a size budget, which is the slowest
@@ -9,9 +9,9 @@ case. The machine is shared, so the load average is printed beside the figure.
 
 from __future__ import annotations
 
+import argparse
 import os
 import random
-import sys
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -55,8 +55,11 @@ def make_records(count: int) -> list[CheckpointRecord]:
 
 
 def main() -> None:
-    count = int(sys.argv[1]) if len(sys.argv) > 1 else 100_000
-    repeats = int(sys.argv[2]) if len(sys.argv) > 2 else 3
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--count", type=int, default=100_000, help="checkpoints to plan")
+    parser.add_argument("--repeats", type=int, default=3, help="plans to time (best is shown)")
+    args = parser.parse_args()
+    count, repeats = args.count, args.repeats
     records = make_records(count)
     now = datetime(2026, 12, 4, 12, 1, tzinfo=UTC)
 
@@ -69,10 +72,15 @@ def main() -> None:
     best = min(timings)
     load = ", ".join(f"{value:.2f}" for value in os.getloadavg())
     print(f"checkpoints: {count}, kept {len(plan.keep)}, deleted {len(plan.delete)}")
-    print(f"plan_retention: best {best:.3f} s of {repeats} (all: "
-          + ", ".join(f"{t:.3f}" for t in timings) + ")")
-    print(f"target {TARGET_S:.1f} s: ratio {best / TARGET_S:.2f}; load average {load} "
-          f"on {os.cpu_count()} CPUs")
+    print(
+        f"plan_retention: best {best:.3f} s of {repeats} (all: "
+        + ", ".join(f"{t:.3f}" for t in timings)
+        + ")"
+    )
+    print(
+        f"target {TARGET_S:.1f} s: ratio {best / TARGET_S:.2f}; load average {load} "
+        f"on {os.cpu_count()} CPUs"
+    )
 
 
 if __name__ == "__main__":

@@ -40,6 +40,8 @@ from ckptd.logs import configure_logging  # noqa: E402
 
 CHECKPOINTS = ["docker_api", "ckptd_docker", "ckptd_runc", "runc_direct", "criu_plain", "podman"]
 RESTORES = ["docker_start_api_made", "docker_start_runc_made", "podman_restore"]
+# The unmeasured first checkpoint of each app (see bench/methods.py), kept in the JSON.
+WARM_UPS = ["warm_up_docker", "warm_up_plain", "warm_up_podman"]
 LABELS = {
     "docker_api": "Docker API (checkpoint create --leave-running)",
     "ckptd_docker": "ckptd, engine docker",
@@ -74,8 +76,9 @@ def summary(values: list[float | None]) -> dict[str, float] | None:
 
 def bench_size(image: str, table_mb: int, runs: int, podman: bool) -> dict[str, list[Sample]]:
     """Checkpoint and restore the app of ``table_mb`` MiB every way, ``runs`` times."""
-    samples: dict[str, list[Sample]] = {key: [] for key in CHECKPOINTS + RESTORES}
+    samples: dict[str, list[Sample]] = {key: [] for key in CHECKPOINTS + RESTORES + WARM_UPS}
     app = DockerApp(image, table_mb)
+    samples["warm_up_docker"].append(app.warm_up)
     try:
         for run in range(runs):
             print(f"  {table_mb} MiB run {run + 1}/{runs}", flush=True)
@@ -95,6 +98,7 @@ def bench_size(image: str, table_mb: int, runs: int, podman: bool) -> dict[str, 
         app.remove()
 
     plain = PlainApp(table_mb, port=18000 + table_mb % 1000)
+    samples["warm_up_plain"].append(plain.warm_up)
     try:
         samples["criu_plain"] = [plain.checkpoint() for _ in range(runs)]
     finally:
@@ -102,6 +106,7 @@ def bench_size(image: str, table_mb: int, runs: int, podman: bool) -> dict[str, 
 
     if podman:
         pod = PodmanApp(image, table_mb)
+        samples["warm_up_podman"].append(pod.warm_up)
         try:
             for _ in range(runs):
                 samples["podman"].append(pod.checkpoint())

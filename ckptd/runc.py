@@ -35,6 +35,8 @@ SHIM_DEFAULT_ROOT = "/run/containerd/runc"
 CRIU_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 # How many of CRIU's error lines a failure message quotes.
 LOG_LINES = 5
+# Staging and work folders in the container's folder; never a valid checkpoint name.
+STAGING_PREFIX = ".ckptd-"
 
 
 class RuncStateNotFoundError(CkptdError):
@@ -155,6 +157,16 @@ def _criu_errors(work: Path) -> str:
     return "; ".join(errors[-LOG_LINES:])
 
 
+def remove_stale_staging(container_dir: Path) -> None:
+    """Remove staging folders a killed ckptd left in ``container_dir``.
+
+    Called with the container's lock held, so no other ckptd is writing one at the same time.
+    """
+    for stale in container_dir.glob(f"{STAGING_PREFIX}*"):
+        shutil.rmtree(stale, ignore_errors=True)
+        log.warning("runc_staging_removed", folder=str(stale))
+
+
 def checkpoint(container: RuncContainer, name: str) -> DumpStats | None:
     """Checkpoint ``container`` as ``name``, leaving it running; return CRIU's statistics.
 
@@ -163,8 +175,9 @@ def checkpoint(container: RuncContainer, name: str) -> DumpStats | None:
     with runc's and CRIU's reasons; nothing of a failed attempt is left behind.
     """
     parent = container.checkpoint_dir.parent
-    staging = Path(tempfile.mkdtemp(prefix=f".ckptd-{name}.", dir=parent))
-    work = Path(tempfile.mkdtemp(prefix=f".ckptd-work-{name}.", dir=parent))
+    remove_stale_staging(parent)
+    staging = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{name}.", dir=parent))
+    work = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}work-{name}.", dir=parent))
     command = [
         container.binary,
         "--root",

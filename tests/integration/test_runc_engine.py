@@ -36,6 +36,10 @@ def test_a_runc_checkpoint_lists_restores_with_its_state_and_is_removable(
     app: AppContainer, tmp_path: Path
 ) -> None:
     policy = write_policy(tmp_path / "policy.yaml", app.name, free_port(), engine="runc")
+    # What a ckptd killed in the middle of a dump would have left.
+    stale = checkpoint_folder(app.name, "x").parent.parent / ".ckptd-killed.abc123"
+    stale.mkdir()
+    (stale / "pages-1.img").write_bytes(b"partial")
 
     made = run_ckptd("checkpoint", "--config", str(policy), "it")
     assert 0 == made.returncode, made.stderr
@@ -44,7 +48,8 @@ def test_a_runc_checkpoint_lists_restores_with_its_state_and_is_removable(
     [done] = [e for e in events(made.stderr) if e["event"] == "checkpoint_done"]
     assert "runc" == done["engine"]
     assert isinstance(done["frozen_s"], float) and 0 < done["frozen_s"] < 60
-    # Nothing of runc's staging or work folders is left beside Docker's checkpoint folder.
+    # Nothing of runc's staging or work folders, nor the stale one, is left beside Docker's
+    # checkpoint folder.
     folder = checkpoint_folder(app.name, name)
     assert [] == [p.name for p in folder.parent.parent.iterdir() if p.name.startswith(".ckptd")]
     assert (folder / "pages-1.img").is_file()

@@ -10,6 +10,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import promql_parser
 from prometheus_client import CollectorRegistry, Metric
@@ -145,3 +146,41 @@ def table_problems(rows: dict[str, Row], metrics: dict[str, Exported]) -> list[s
             )
 
     return problems
+
+
+# Grafana's own variables, and this dashboard's, replaced by something PromQL accepts.
+_RANGE_VARIABLE = re.compile(r"\[\$\{?\w+\}?\]")
+_VARIABLE = re.compile(r"\$\{?\w+\}?")
+_LABEL_VALUES = re.compile(r"^\s*label_values\((.*),\s*\w+\s*\)\s*$", re.S)
+
+
+def grafana_to_promql(expression: str, window: str = "5m", value: str = "x") -> str:
+    """Return a dashboard expression with its Grafana variables filled in, ready to run.
+
+    A range variable (``[$window]``, ``[$__range]``) becomes ``window``; any other variable
+    (``$target`` in a label matcher) becomes ``value``.
+    """
+    expression = _RANGE_VARIABLE.sub(f"[{window}]", expression)
+    return _VARIABLE.sub(value, expression)
+
+
+def dashboard_queries(dashboard: dict[str, Any]) -> list[tuple[str, str]]:
+    """Return (where, PromQL) for every panel query and query variable of a Grafana dashboard."""
+    found = []
+    panels = list(dashboard.get("panels", []))
+    while panels:
+        panel = panels.pop(0)
+        panels += panel.get("panels", [])
+        for target in panel.get("targets", []):
+            found.append((f"panel {panel['title']!r} {target['refId']}", target["expr"]))
+
+    for variable in dashboard.get("templating", {}).get("list", []):
+        if variable["type"] != "query":
+            continue
+
+        query = variable["query"]
+        text = query["query"] if isinstance(query, dict) else query
+        values = _LABEL_VALUES.match(text)
+        found.append((f"variable ${variable['name']}", values[1] if values else text))
+
+    return found

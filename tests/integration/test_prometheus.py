@@ -25,8 +25,10 @@ import yaml
 
 from tests.integration.conftest import CKPTD, ROOT, docker, free_port, write_policy
 from tests.metric_names import (
+    dashboard_queries,
     exported,
     from_text,
+    grafana_to_promql,
     promql_metric_names,
     readme_rows,
     sample_names,
@@ -35,6 +37,7 @@ from tests.metric_names import (
 from tests.tools import require_tool
 
 RULES = ROOT / "config/prometheus/ckptd-alerts.yml"
+DASHBOARD = json.loads((ROOT / "config/grafana/ckptd-dashboard.json").read_text())
 # A 3 s schedule: stale after 6 s without a good checkpoint, while one of the example app takes
 # about a second, so a healthy target never looks stale.
 INTERVAL_S = 3
@@ -185,6 +188,16 @@ def test_alert_rules_name_only_live_metrics(stack: Stack) -> None:
     assert {} == {name: names for name, names in unknown.items() if names}
 
 
+def test_dashboard_names_only_live_metrics(stack: Stack) -> None:
+    live = sample_names(from_text(stack.metrics_text()))
+    unknown = {
+        where: promql_metric_names(grafana_to_promql(expression)) - live
+        for where, expression in dashboard_queries(DASHBOARD)
+    }
+
+    assert {} == {where: names for where, names in unknown.items() if names}
+
+
 def test_prometheus_scrapes_ckptd_and_evaluates_every_rule(stack: Stack) -> None:
     successes = 'ckptd_checkpoint_successes_total{job="ckptd",target="it"} >= 2'
     wait_until("two checkpoints seen by Prometheus", lambda: stack.query(successes), 60, stack)
@@ -211,6 +224,25 @@ def test_prometheus_scrapes_ckptd_and_evaluates_every_rule(stack: Stack) -> None
     assert [] == [(r["name"], r["lastError"]) for r in rules if r["health"] != "ok"]
     assert [] == stack.alerts("CkptdCheckpointStale"), "stale while checkpoints succeed"
     assert [] == stack.alerts("CkptdEngineDown")
+
+
+def test_every_dashboard_query_runs_on_prometheus(stack: Stack) -> None:
+    answers = {
+        where: stack.query(grafana_to_promql(expression, window="1m", value=".*"))
+        for where, expression in dashboard_queries(DASHBOARD)
+    }
+    # The panels a healthy target on Docker's engine fills (no freeze figures, no failures).
+    expected = [
+        "panel 'Success rate over the range' A",
+        "panel 'Time since last good checkpoint vs. stale threshold' A",
+        "panel 'Checkpoint duration (p50, p90, p99 over $window)' A",
+        "panel 'Last checkpoint size and retained bytes' B",
+        "variable $target",
+    ]
+
+    assert [] == [where for where in expected if not answers[where]]
+    [ratio] = answers["panel 'Success rate over the range' A"]
+    assert {"target": "it"} == ratio["metric"]
 
 
 def _all_evaluated(group: dict[str, Any]) -> bool:

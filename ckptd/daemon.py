@@ -276,6 +276,7 @@ class Daemon:
         with self._idle:
             self._in_flight += 1
         try:
+            log.info("checkpoint_starting", target=target.name, container=target.container)
             result = self.checkpointer.run(target)
             self.backoff.record(job_key(target), None)
         except CkptdError as error:

@@ -8,6 +8,7 @@ the daemon never has to ask whether it runs under systemd.
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import time
@@ -22,6 +23,7 @@ from apscheduler.executors.pool import ThreadPoolExecutor
 log = structlog.get_logger("ckptd.notify")
 
 WATCHDOG_JOB_ID = "ckptd-watchdog"
+SEND_TIMEOUT_S = 0.25
 WATCHDOG_EXECUTOR = "watchdog"
 
 
@@ -89,6 +91,8 @@ class Notifier:
 
         try:
             with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
+                # A listener that stops reading fills its queue; never let that block ckptd.
+                sock.settimeout(SEND_TIMEOUT_S)
                 sock.sendto(format_message(fields), self.address)
         except OSError as error:
             # systemd gone or restarting: the daemon's work matters more than telling it.
@@ -130,6 +134,8 @@ def arm_watchdog(scheduler: Any, notifier: Notifier) -> bool:
 
     with suppress(ValueError):  # already added by an earlier call
         scheduler.add_executor(ThreadPoolExecutor(1), WATCHDOG_EXECUTOR)
+    # Two lines per ping ("Running job", "executed successfully") would drown journald.
+    logging.getLogger(f"apscheduler.executors.{WATCHDOG_EXECUTOR}").setLevel(logging.WARNING)
 
     scheduler.add_job(
         notifier.ping,

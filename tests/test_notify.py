@@ -161,3 +161,16 @@ def test_no_watchdog_job_without_watchdog_usec(listener: tuple[socket.socket, st
     scheduler = BackgroundScheduler(timezone="UTC")
     assert not arm_watchdog(scheduler, Notifier({"NOTIFY_SOCKET": name}))
     assert [] == scheduler.get_jobs()
+
+
+def test_a_listener_that_stops_reading_does_not_block_the_sender(
+    listener: tuple[socket.socket, str],
+) -> None:
+    _, name = listener
+    notifier = Notifier({"NOTIFY_SOCKET": name})
+    # The kernel queues only so many datagrams per socket (net.unix.max_dgram_qlen); past
+    # that, a send must give up (and report it) instead of blocking the daemon.
+    sent = 0
+    while notifier.ping():
+        sent += 1
+        assert sent < 10_000

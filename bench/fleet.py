@@ -112,12 +112,16 @@ def one_round(names: list[str], concurrency: int, every_s: int, engine: str) -> 
         daemon.wait(timeout=120)
 
     events = [json.loads(x) for x in log_path.read_text().splitlines() if x.startswith("{")]
-    return _figures(events, every_s, concurrency, len(names)) | {
-        "idle_cpu_percent": round(idle_pct, 2),
-        "load_cpu_percent": round(load_pct, 1),
-        "idle_rss_mb": round(idle_rss / 2**20, 1),
-        "peak_rss_mb": round(peak_rss / 2**20, 1),
-    }
+    return (
+        {"engine": engine}
+        | _figures(events, every_s, concurrency, len(names))
+        | {
+            "idle_cpu_percent": round(idle_pct, 2),
+            "load_cpu_percent": round(load_pct, 1),
+            "idle_rss_mb": round(idle_rss / 2**20, 1),
+            "peak_rss_mb": round(peak_rss / 2**20, 1),
+        }
+    )
 
 
 def _figures(events: list[dict[str, Any]], every_s: int, concurrency: int, count: int) -> dict:

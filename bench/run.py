@@ -14,10 +14,12 @@ import argparse
 import json
 import os
 import platform
+import re
 import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -39,7 +41,9 @@ from ckptd.engine import Engine  # noqa: E402
 from ckptd.logs import configure_logging  # noqa: E402
 
 CHECKPOINTS = ["docker_api", "ckptd_docker", "ckptd_runc", "runc_direct", "criu_plain", "podman"]
+CHECKPOINTS += ["podman_export_zstd"]
 RESTORES = ["docker_start_api_made", "docker_start_runc_made", "podman_restore"]
+RESTORES += ["podman_import_restore"]
 # The unmeasured first checkpoint of each app (see bench/methods.py), kept in the JSON.
 WARM_UPS = ["warm_up_docker", "warm_up_plain", "warm_up_podman"]
 LABELS = {
@@ -52,6 +56,8 @@ LABELS = {
     "docker_start_api_made": "docker start --checkpoint (API-made)",
     "docker_start_runc_made": "docker start --checkpoint (runc-made)",
     "podman_restore": "podman container restore",
+    "podman_export_zstd": "Podman checkpoint --export --compress zstd",
+    "podman_import_restore": "podman container restore --import",
 }
 
 
@@ -108,9 +114,14 @@ def bench_size(image: str, table_mb: int, runs: int, podman: bool) -> dict[str, 
         pod = PodmanApp(image, table_mb)
         samples["warm_up_podman"].append(pod.warm_up)
         try:
+            archive = Path(tempfile.mkdtemp(prefix="perf-bench-")) / "checkpoint.tar.zst"
             for _ in range(runs):
                 samples["podman"].append(pod.checkpoint())
                 samples["podman_restore"].append(pod.restore())
+                samples["podman_export_zstd"].append(pod.checkpoint(export=archive))
+                samples["podman_import_restore"].append(pod.restore_import(archive))
+                archive.unlink()
+            archive.parent.rmdir()
         finally:
             pod.remove()
 
@@ -187,6 +198,7 @@ def print_table(result: dict[str, Any]) -> None:
             "runc_direct": "docker_start_runc_made",
         }
         restore_of |= {"ckptd_runc": "docker_start_runc_made", "podman": "podman_restore"}
+        restore_of |= {"podman_export_zstd": "podman_import_restore"}
         for key in CHECKPOINTS:
             f = figures[key]
             restore = figures.get(restore_of.get(key, ""), {}).get("wall_s")
@@ -204,13 +216,13 @@ def print_table(result: dict[str, Any]) -> None:
     if result.get("fleet"):
         print("\n### fleet\n")
         print(
-            "| max_concurrent | containers | round s | ideal s | round/ideal | lateness p50 s "
-            "| p99 s | RSS idle/peak MB | CPU idle % | CPU load % |"
+            "| engine | max_concurrent | containers | round s | ideal s | round/ideal "
+            "| lateness p50 s | p99 s | RSS idle/peak MB | CPU idle % | CPU load % |"
         )
-        print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+        print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
         for f in result["fleet"]:
             print(
-                f"| {f['concurrency']} | {f['containers']} | {f['round_s']} | "
+                f"| {f['engine']} | {f['concurrency']} | {f['containers']} | {f['round_s']} | "
                 f"{f['ideal_round_s']} | {f['round_vs_ideal']} | {f['lateness_p50_s']} | "
                 f"{f['lateness_p99_s']} | {f['idle_rss_mb']}/{f['peak_rss_mb']} | "
                 f"{f['idle_cpu_percent']} | {f['load_cpu_percent']} |"
@@ -233,7 +245,12 @@ def retention_bench(count: int) -> dict[str, Any]:
         timeout=600,
         cwd=ROOT,
     )
-    return {"output": answer.stdout + answer.stderr, "returncode": answer.returncode}
+    best = re.search(r"best ([0-9.]+) s", answer.stdout)
+    return {
+        "output": answer.stdout + answer.stderr,
+        "returncode": answer.returncode,
+        "best_s": float(best[1]) if best else None,
+    }
 
 
 def preflight(podman: bool) -> None:
@@ -257,7 +274,7 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--fleet", type=int, default=100, help="containers in the fleet (0: none)")
     parser.add_argument("--fleet-concurrency", default="1,2,4")
-    parser.add_argument("--fleet-engine", default="runc", choices=["docker", "runc"])
+    parser.add_argument("--fleet-engines", default="runc,docker", help="engines, comma-separated")
     parser.add_argument("--fleet-every", type=int, default=20, help="seconds between rounds")
     parser.add_argument("--retention-count", type=int, default=100_000)
     parser.add_argument("--no-podman", action="store_true")
@@ -292,7 +309,8 @@ def main() -> int:
         names = start_fleet(args.image, args.fleet)
         try:
             result["fleet"] = [
-                one_round(names, int(c), args.fleet_every, args.fleet_engine)
+                one_round(names, int(c), args.fleet_every, engine)
+                for engine in args.fleet_engines.split(",")
                 for c in args.fleet_concurrency.split(",")
             ]
         finally:

@@ -74,8 +74,14 @@ def folder_size(path: Path) -> int:
 
 def longest_gap(text: str, since: float) -> float:
     """Return the longest tick gap (s) that ended after Unix time ``since``; the floor if none."""
-    gaps = [float(ms) / 1000 for ms, end in GAP_RE.findall(text) if float(end) >= since]
-    return max(gaps, default=GAP_FLOOR_S)
+    return longest_gap_and_end(text, since)[0]
+
+
+def longest_gap_and_end(text: str, since: float) -> tuple[float, float | None]:
+    """Return the longest tick gap (s) ended after ``since`` and the Unix time it ended."""
+    gaps = [(float(ms) / 1000, float(end)) for ms, end in GAP_RE.findall(text)]
+    gaps = [gap for gap in gaps if gap[1] >= since]
+    return max(gaps, default=(GAP_FLOOR_S, None))
 
 
 def docker_root() -> Path:
@@ -118,14 +124,22 @@ class DockerApp:
         """Return what the app printed since Unix time ``since``."""
         return sh("docker", "logs", "--since", f"{since:.3f}", self.name).stdout
 
-    def _measured(self, call: Any) -> Sample:
+    def _measured(self, call: Any, watch: FolderWatch | None = None) -> Sample:
         time.sleep(1.0)  # back-to-back checkpoints race in containerd's content store
+        if watch is not None:
+            watch.start()
+
         since = time.time()
         started = time.monotonic()
         extra = call()
         wall = time.monotonic() - started
+        seen = {} if watch is None else watch.stop(started)
         time.sleep(0.3)
-        sample = Sample(wall, frozen_s=longest_gap(self.logs(since - 1), since))
+        frozen, resumed = longest_gap_and_end(self.logs(since - 1), since)
+        sample = Sample(wall, frozen_s=frozen)
+        if watch is not None:
+            sample.phases = checkpoint_phases(seen, None if resumed is None else resumed - since)
+
         if isinstance(extra, dict):
             sample.__dict__.update(extra)
 
@@ -140,7 +154,7 @@ class DockerApp:
         def call() -> None:
             api._raise_for_status(api._post_json(url, data=body, timeout=900))
 
-        sample = self._measured(call)
+        sample = self._measured(call, checkpoint_watch(self.folder / "checkpoints", name))
         sample.size_bytes = folder_size(self.folder / "checkpoints" / name)
         return sample
 
@@ -181,7 +195,7 @@ class DockerApp:
     def restore(self, name: str) -> Sample:
         """Stop the container and time `docker start --checkpoint`, with its phases."""
         sh("docker", "stop", "-t", "10", self.name)
-        watcher = RestorePhases()
+        watcher = restore_watch()
         watcher.start()
         started = time.monotonic()
         try:
@@ -191,12 +205,12 @@ class DockerApp:
             if "docker0" not in str(error):
                 raise
 
-            watcher.stop(started, 0)
+            watcher.stop(started)
             time.sleep(3)
             return self.restore(name)
 
         wall = time.monotonic() - started
-        phases = watcher.stop(started, wall)
+        phases = restore_phases(watcher.stop(started), wall)
         self.wait_ready()
         return Sample(wall, phases=phases)
 
@@ -205,59 +219,110 @@ class DockerApp:
         sh("docker", "rm", "-f", self.name, check=False)
 
 
-class RestorePhases(threading.Thread):
-    """Watches containerd while Docker restores, to say where the time goes.
+class FolderWatch(threading.Thread):
+    """Polls folders every 20 ms while Docker works, to split its wall time into phases.
 
-    Docker tars the checkpoint folder into containerd's content store (an ingest file that
-    grows), containerd unpacks that blob into a fresh ctrd-checkpoint folder, and only then
-    does runc (CRIU) restore. The first time each appears splits the wall time into phases.
+    For each named glob it records when a new match first appeared, first held data, last grew
+    and was last seen. Polling costs a few stat calls; it shares the CPU with what it
+    measures, like any observer here.
     """
 
-    INGEST = Path("/var/lib/containerd/io.containerd.content.v1.content/ingest")
-
-    def __init__(self) -> None:
+    def __init__(self, globs: dict[str, tuple[Path, str]]) -> None:
         super().__init__(daemon=True)
+        self.globs = globs
         self.done = threading.Event()
         self.seen: dict[str, float] = {}
-        self.before = self._unpack_folders()
+        self.before = {key: self._matches(key) for key in globs}
 
-    def _unpack_folders(self) -> set[Path]:
-        tmp = Path(os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir())
-        return set(tmp.glob("ctrd-checkpoint*"))
+    def _matches(self, key: str) -> set[Path]:
+        folder, pattern = self.globs[key]
+        return set(folder.glob(pattern)) if folder.is_dir() else set()
 
     def run(self) -> None:
-        last_unpack_size = -1
+        sizes = dict.fromkeys(self.globs, -1)
         while not self.done.is_set():
             now = time.monotonic()
-            if self.INGEST.is_dir() and any(self.INGEST.iterdir()):
-                self.seen.setdefault("ingest_seen", now)
-                self.seen["ingest_last"] = now
+            for key in self.globs:
+                fresh = self._matches(key) - self.before[key]
+                if not fresh:
+                    continue
 
-            fresh = self._unpack_folders() - self.before
-            if fresh:
-                self.seen.setdefault("unpack_seen", now)
-                size = sum(folder_size(f) for f in fresh if f.exists())
-                if size != last_unpack_size:
-                    self.seen["unpack_last_growth"] = now
-                    last_unpack_size = size
+                self.seen.setdefault(f"{key}_seen", now)
+                self.seen[f"{key}_last_seen"] = now
+                size = sum(folder_size(f) if f.is_dir() else f.stat().st_size for f in fresh)
+                if size != sizes[key]:
+                    self.seen[f"{key}_last_growth"] = now
+                    sizes[key] = size
+
+                if size > 0:
+                    self.seen.setdefault(f"{key}_first_data", now)
 
             time.sleep(0.02)
 
-    def stop(self, started: float, wall: float) -> dict[str, float]:
-        """Return the phases, in seconds from the start of `docker start`."""
+    def stop(self, started: float) -> dict[str, float]:
+        """Return what was seen when, in seconds from ``started``."""
         self.done.set()
         self.join()
-        seen = {k: round(v - started, 3) for k, v in self.seen.items()}
-        unpack = seen.get("unpack_seen")
-        unpacked = seen.get("unpack_last_growth")
-        if unpack is None or unpacked is None:
-            return seen
+        return {key: round(value - started, 3) for key, value in self.seen.items()}
 
-        return {
-            "pack_into_content_store_s": unpack,
-            "unpack_from_content_store_s": round(unpacked - unpack, 3),
-            "criu_restore_and_start_s": round(wall - unpacked, 3),
-        }
+
+def _temp_folder() -> Path:
+    """Return where containerd makes its temporary checkpoint folders."""
+    return Path(os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir())
+
+
+def restore_watch() -> FolderWatch:
+    """Watch a `docker start --checkpoint`.
+
+    Docker tars the checkpoint folder into containerd's content store, containerd unpacks that
+    blob into a fresh ctrd-checkpoint folder, and only then does runc (CRIU) restore.
+    """
+    return FolderWatch({"unpack": (_temp_folder(), "ctrd-checkpoint*")})
+
+
+def restore_phases(seen: dict[str, float], wall: float) -> dict[str, float]:
+    """Return the phases of a restore from what its watch saw."""
+    unpack, unpacked = seen.get("unpack_seen"), seen.get("unpack_last_growth")
+    if unpack is None or unpacked is None:
+        return seen
+
+    return {
+        "pack_into_content_store_s": unpack,
+        "unpack_from_content_store_s": round(unpacked - unpack, 3),
+        "criu_restore_and_start_s": round(wall - unpacked, 3),
+    }
+
+
+def checkpoint_watch(checkpoints: Path, name: str) -> FolderWatch:
+    """Watch a checkpoint through the Engine API.
+
+    containerd pauses the container, has runc (CRIU) dump into a fresh ctd-checkpoint folder,
+    tars that into its content store, diffs the writable layer, and only then resumes the
+    container; Docker then unpacks the blob into the container's checkpoints/ folder.
+    """
+    return FolderWatch(
+        {"dump": (_temp_folder(), "ctd-checkpoint*"), "docker_unpack": (checkpoints, name)}
+    )
+
+
+def checkpoint_phases(seen: dict[str, float], resumed: float | None) -> dict[str, float]:
+    """Return the phases of an API checkpoint; ``resumed``: when the app ticked again."""
+    # Docker makes the checkpoint's folder before it calls containerd: its first data marks
+    # the start of the unpacking.
+    dumped, unpack = seen.get("dump_last_growth"), seen.get("docker_unpack_first_data")
+    unpacked = seen.get("docker_unpack_last_growth")
+    if dumped is None or unpack is None or unpacked is None:
+        return seen
+
+    phases = {
+        "criu_dump_s": dumped,
+        "pack_into_content_store_s": round(unpack - dumped, 3),
+        "unpack_into_checkpoints_s": round(unpacked - unpack, 3),
+    }
+    if resumed is not None:
+        phases["app_resumed_after_s"] = round(resumed, 3)
+
+    return phases
 
 
 class PodmanApp:

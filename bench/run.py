@@ -207,10 +207,11 @@ def print_table(result: dict[str, Any]) -> None:
                 f"{cell(f['criu_frozen_s'], digits=3)} | {cell(f['size_bytes'], 2**20, 0)} | "
                 f"{cell(restore)} |"
             )
-        phases = figures["docker_start_api_made"]["phases_s"]
-        if phases:
-            shown = ", ".join(f"{p.removesuffix('_s')} {cell(s)}" for p, s in phases.items())
-            print(f"\ndocker start --checkpoint phases (s): {shown}")
+        for key, what in (("docker_api", "checkpoint"), ("docker_start_api_made", "restore")):
+            phases = figures[key]["phases_s"]
+            if phases:
+                shown = ", ".join(f"{p.removesuffix('_s')} {cell(s)}" for p, s in phases.items())
+                print(f"\nDocker API {what} phases (s): {shown}")
         print("\nratios: " + ", ".join(f"{k} {v}" for k, v in result["ratios"][size].items()))
 
     if result.get("fleet"):

@@ -80,3 +80,18 @@ def test_the_issue_s_panels_are_there() -> None:
         assert metric in text, metric
 
     assert len(panel_titles()) == len(set(panel_titles())), "panel titles repeat"
+
+
+def test_panels_fit_the_grid_without_overlapping() -> None:
+    cells: dict[tuple[int, int], str] = {}
+    overlaps = []
+    for panel in dashboard()["panels"]:
+        grid = panel["gridPos"]
+        assert grid["x"] + grid["w"] <= 24, panel["title"]
+        for x in range(grid["x"], grid["x"] + grid["w"]):
+            for y in range(grid["y"], grid["y"] + grid["h"]):
+                if (x, y) in cells:
+                    overlaps.append((cells[(x, y)], panel["title"]))
+                cells[(x, y)] = panel["title"]
+
+    assert [] == sorted(set(overlaps))

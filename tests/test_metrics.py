@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import subprocess
 import time
 
 from prometheus_client import CollectorRegistry, generate_latest
 
 from ckptd import __version__
 from ckptd.metrics import FAILURE_REASONS, Metrics
+from tests.tools import require_tool
 
 PAIR = {"target": "solver", "container": "cpp-solver"}
 
@@ -89,3 +91,18 @@ def test_a_target_declared_again_after_being_dropped_starts_afresh() -> None:
     metrics.declare([("solver", "cpp-solver")])
 
     assert 0 == registry.get_sample_value("ckptd_last_success_timestamp_seconds", PAIR)
+
+
+def test_promtool_accepts_the_exposition() -> None:
+    registry, metrics = fresh()
+    metrics.declare([("solver", "cpp-solver")])
+
+    result = subprocess.run(
+        [require_tool("promtool"), "check", "metrics"],
+        input=generate_latest(registry).decode(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert 0 == result.returncode, result.stdout + result.stderr

@@ -24,7 +24,9 @@ PROBE_INTERVAL_S = 15.0
 class EngineProbe:
     """A daemon thread that pings the engine every ``interval`` seconds until stopped."""
 
-    def __init__(self, engine: Engine, metrics: Metrics, interval: float = PROBE_INTERVAL_S):
+    def __init__(
+        self, engine: Engine, metrics: Metrics, interval: float = PROBE_INTERVAL_S
+    ) -> None:
         self.engine = engine
         self.metrics = metrics
         self.interval = interval
@@ -49,7 +51,6 @@ class EngineProbe:
             problem = str(error)
 
         up = problem is None
-
         self.metrics.engine_up.set(1 if up else 0)
         # One log line per change of state, not one per probe.
         if up != self._up:
@@ -59,6 +60,7 @@ class EngineProbe:
                 log.warning("engine_unreachable", error=problem)
 
         self._up = up
+
         return up
 
     def _loop(self) -> None:

@@ -29,10 +29,9 @@ def expected_interval_seconds(
     # A run starts up to the jitter (and a scheduling tick) after its fire time.
     since = now - jitter - timedelta(seconds=1)
     first = trigger.get_next_fire_time(None, since)
-    second = trigger.get_next_fire_time(first, first)
-
+    second = None if first is None else trigger.get_next_fire_time(first, first)
     if first is None or second is None:
-        return 0.0
+        return 0.0  # a schedule that never fires again has no interval to wait for
 
     # Subtracting two datetimes of one zone gives the wall-clock gap; the real one spans DST.
     return float(second.timestamp() - first.timestamp())

@@ -30,6 +30,7 @@ def expected_interval_seconds(
     since = now - jitter - timedelta(seconds=1)
     first = trigger.get_next_fire_time(None, since)
     second = None if first is None else trigger.get_next_fire_time(first, first)
+
     if first is None or second is None:
         return 0.0  # a schedule that never fires again has no interval to wait for
 

@@ -17,6 +17,7 @@ from typing import Any
 
 import docker
 import requests
+import urllib3
 from docker.errors import APIError, DockerException, NotFound
 from docker.utils import kwargs_from_env
 
@@ -115,7 +116,13 @@ class ContainerEvents:
                     name,
                     attributes,
                 )
-        except (requests.RequestException, DockerException, OSError, ValueError) as error:
+        except (
+            requests.RequestException,
+            urllib3.exceptions.HTTPError,
+            DockerException,
+            OSError,
+            ValueError,
+        ) as error:
             raise EngineNotReadyError(
                 f"event stream from the Docker engine at {self._address} broke: {error}"
             ) from error
@@ -178,8 +185,7 @@ class Engine:
             raise EngineError(_explain(error)) from error
         except (requests.ConnectionError, DockerException) as error:
             raise EngineNotReadyError(
-                f"cannot reach the Docker engine at {self.api.base_url}: {error}; "
-                "is dockerd running?"
+                f"cannot reach the Docker engine at {self._address}: {error}; is dockerd running?"
             ) from error
 
     def status(self) -> EngineStatus:

@@ -28,7 +28,13 @@ Event = dict[str, Any]
 class ServiceDaemon:
     """`ckptd run` in the background, with its JSON log and a notify socket of its own."""
 
-    def __init__(self, folder: Path, policy: Path, watchdog_usec: int = 1_000_000) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        policy: Path,
+        watchdog_usec: int = 1_000_000,
+        docker_host: str | None = None,
+    ) -> None:
         self.folder = folder
         self.policy = policy
         self.log_path = folder / "ckptd.log"
@@ -45,6 +51,8 @@ class ServiceDaemon:
             "NOTIFY_SOCKET": str(folder / "notify.sock"),
             "WATCHDOG_USEC": str(watchdog_usec),
         }
+        if docker_host:
+            env["DOCKER_HOST"] = docker_host
         with self.log_path.open("w") as log:
             self.process = subprocess.Popen(
                 [*CKPTD, "run", "--config", str(policy)], stderr=log, env=env
@@ -154,12 +162,12 @@ def containers(app_image: str) -> Iterator[Callable[..., str]]:
 
 
 @pytest.fixture
-def daemons(tmp_path: Path) -> Iterator[Callable[[Path], ServiceDaemon]]:
+def daemons(tmp_path: Path) -> Iterator[Callable[..., ServiceDaemon]]:
     """Start ServiceDaemons; each is killed (if still running) afterwards."""
     running: list[ServiceDaemon] = []
 
-    def start(policy: Path) -> ServiceDaemon:
-        daemon = ServiceDaemon(tmp_path, policy)
+    def start(policy: Path, docker_host: str | None = None) -> ServiceDaemon:
+        daemon = ServiceDaemon(tmp_path, policy, docker_host=docker_host)
         running.append(daemon)
         return daemon
 
@@ -175,7 +183,7 @@ def checkpoints(container: str) -> list[str]:
 
 
 def test_reload_adds_and_removes_targets_without_disturbing_a_checkpoint_in_flight(
-    tmp_path: Path, containers: Callable[..., str], daemons: Callable[[Path], ServiceDaemon]
+    tmp_path: Path, containers: Callable[..., str], daemons: Callable[..., ServiceDaemon]
 ) -> None:
     big = containers(table_mb=128)  # about 4 s to checkpoint through dockerd here
     small = containers()
@@ -221,7 +229,7 @@ def test_reload_adds_and_removes_targets_without_disturbing_a_checkpoint_in_flig
 
 
 def test_a_broken_policy_on_reload_keeps_the_old_one_running(
-    tmp_path: Path, containers: Callable[..., str], daemons: Callable[[Path], ServiceDaemon]
+    tmp_path: Path, containers: Callable[..., str], daemons: Callable[..., ServiceDaemon]
 ) -> None:
     name = containers()
     port = free_port()
@@ -260,7 +268,7 @@ def test_a_broken_policy_on_reload_keeps_the_old_one_running(
 
 
 def test_a_label_selected_target_picks_up_a_container_started_later_and_status_shows_it(
-    tmp_path: Path, containers: Callable[..., str], daemons: Callable[[Path], ServiceDaemon]
+    tmp_path: Path, containers: Callable[..., str], daemons: Callable[..., ServiceDaemon]
 ) -> None:
     label = f"sys-{uuid.uuid4().hex[:8]}"
     port = free_port()
@@ -309,6 +317,41 @@ def test_a_label_selected_target_picks_up_a_container_started_later_and_status_s
     assert len(checkpoints(name)) >= 2
     assert 1 == gone.returncode
     assert "not running" in gone.stderr
+
+
+def test_discovery_follows_the_engine_through_a_dockerd_restart(
+    tmp_path: Path, app_image: str, daemons: Callable[..., ServiceDaemon]
+) -> None:
+    label = f"sys-{uuid.uuid4().hex[:8]}"
+    selector = f"{{labels: {{ckptd-test: {label}}}}}"
+    target = f"{{name: sel, selector: {selector}, schedule: {{every: 2s}}}}"
+    policy = write_service_policy(tmp_path, free_port(), [target])
+    with disposable_engine() as engine:
+        engine.load_image(app_image)
+
+        def start(name: str) -> None:
+            engine.docker(
+                "run", "-d", "--network", "none", "--name", name, f"--label=ckptd-test={label}",
+                "-e", "STARTUP_SECONDS=1", "-e", "TABLE_MB=16", app_image,
+            )  # fmt: skip
+
+        daemon = daemons(policy, docker_host=engine.host)
+        daemon.receive("READY")
+        start("sys-before")
+        daemon.wait_event(event("checkpoint_done", target="sel", container="sys-before"))
+
+        engine.kill_dockerd()
+        lost = daemon.wait_event(event("discovery_disconnected"))
+        engine.start_dockerd()
+        relisted = daemon.wait_event(event("discovery_listed"), after=lost)
+        start("sys-after")
+        done = daemon.wait_event(
+            event("checkpoint_done", target="sel", container="sys-after"), after=relisted
+        )
+        kept = engine.docker("checkpoint", "ls", "sys-after").stdout
+        assert 0 == daemon.stop()
+
+    assert daemon.events()[done]["checkpoint"] in kept
 
 
 def test_doctor_on_the_real_engine_and_on_one_without_experimental(app_image: str) -> None:

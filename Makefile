@@ -37,7 +37,7 @@ systemd-tools:
 	  apt-get install -y -qq --no-install-recommends systemd; }
 
 unit: venv systemd-tools
-	$(BIN)/pytest -q --ignore=tests/integration
+	$(BIN)/pytest -q --ignore=tests/integration -m "not fuzz"
 
 # What bench/ compares ckptd with: Podman from Debian's packages.
 bench-tools:

@@ -27,6 +27,7 @@ from ckptd.errors import (
     EngineError,
     EngineNotReadyError,
 )
+from ckptd.naming import CHECKPOINT_NAME, CONTAINER_REF
 
 # A CRIU dump of a large process through dockerd takes tens of seconds (21-29 s for 1 GiB
 # measured here); the SDK's default 60 s would abort a healthy but big checkpoint.
@@ -145,6 +146,18 @@ def _explain(error: APIError) -> str:
     return reason
 
 
+def _check_container_ref(ref: str) -> None:
+    """Raise ContainerNotFoundError for a ``ref`` no container can have."""
+    if not CONTAINER_REF.fullmatch(ref):
+        raise ContainerNotFoundError(ref)
+
+
+def _check_checkpoint_name(container: str, name: str) -> None:
+    """Raise CheckpointFailedError for a checkpoint ``name`` Docker would not accept."""
+    if not CHECKPOINT_NAME.fullmatch(name):
+        raise CheckpointFailedError(container, name, "not a valid checkpoint name")
+
+
 class Engine:
     """A connection to one Docker engine, from the usual DOCKER_HOST environment."""
 
@@ -234,6 +247,7 @@ class Engine:
 
     def container(self, ref: str) -> ContainerInfo:
         """Return the container named (or with the id) ``ref``."""
+        _check_container_ref(ref)
         with self._translated(ref):
             data = self.api.inspect_container(ref)
 
@@ -310,6 +324,7 @@ class Engine:
 
     def list_checkpoints(self, container: str) -> list[str]:
         """Return the names of ``container``'s checkpoints (the engine tells nothing more)."""
+        _check_container_ref(container)
         with self._translated(container):
             url = self._raw._url("/containers/{0}/checkpoints", container)
             rows = self._raw._result(self._raw._get(url), json=True)
@@ -318,6 +333,8 @@ class Engine:
 
     def create_checkpoint(self, container: str, name: str, leave_running: bool) -> None:
         """Checkpoint ``container`` as ``name``; raise CheckpointFailedError with the reason."""
+        _check_container_ref(container)
+        _check_checkpoint_name(container, name)
         body = {"CheckpointID": name, "Exit": not leave_running}
         try:
             with self._translated(container):
@@ -337,6 +354,8 @@ class Engine:
 
     def delete_checkpoint(self, container: str, name: str) -> None:
         """Delete checkpoint ``name`` of ``container``."""
+        _check_container_ref(container)
+        _check_checkpoint_name(container, name)
         with self._translated(container):
             url = self._raw._url("/containers/{0}/checkpoints/{1}", container, name)
             self._raw._raise_for_status(self._raw._delete(url))

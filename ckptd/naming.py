@@ -12,6 +12,11 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+# What Docker accepts as a container name or id and as a checkpoint name. The SDK leaves "/"
+# unescaped in URL paths, so anything else could address another endpoint ("../../x"), and a
+# checkpoint name is a folder name under the container's checkpoints/.
+CONTAINER_REF = re.compile(r"/?[a-zA-Z0-9][a-zA-Z0-9_.-]{0,253}")
+CHECKPOINT_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]{0,253}")
 PREFIX = "ckptd-"
 TIME_FORMAT = "%Y%m%dT%H%M%SZ"
 _NAME = re.compile(

@@ -32,6 +32,8 @@ from pydantic import (
 from pydantic_core import ErrorDetails, PydanticCustomError
 
 from ckptd.errors import CkptdError, PolicyError, Problem
+from ckptd.naming import CONTAINER_REF
+from ckptd.policyfile import expansion_problem, file_mode_problem, text_shape_problem
 from ckptd.sizes import format_size, parse_size
 from ckptd.spans import Span, parse_span
 
@@ -401,8 +403,11 @@ class Target(_Model):
     @field_validator("container")
     @classmethod
     def _check_container(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("expected a container name or id")
+        if not CONTAINER_REF.fullmatch(value):
+            raise ValueError(
+                "expected a container name or id as Docker writes them: up to 254 letters, "
+                "digits, '_', '.' or '-', starting with a letter or digit"
+            )
 
         return value
 
@@ -582,6 +587,10 @@ def load_policy(path: Path) -> Policy:
     Raises PolicyError carrying every problem found: an unreadable file, broken YAML, or each
     key that does not match the schema, with its key path and line.
     """
+    mode_problem = file_mode_problem(path)
+    if mode_problem is not None:
+        raise PolicyError(path, [mode_problem])
+
     root, data = _parse_yaml(path, _read_text(path))
     if not isinstance(data, dict):
         kind = "an empty file" if data is None else f"a {type(data).__name__}"
@@ -633,15 +642,34 @@ def _read_text(path: Path) -> str:
 
 
 def _parse_yaml(path: Path, text: str) -> tuple[yaml.Node | None, Any]:
-    """Return the YAML node tree of `text` and the data it holds; raise PolicyError if broken."""
-    loader = yaml.SafeLoader(text)
+    """Return the YAML node tree of `text` and the data it holds; raise PolicyError if broken.
+
+    Also raised when reading it would cost unbounded time or memory (see ckptd.policyfile).
+    """
     try:
-        root = loader.get_single_node()
-        data = None if root is None else loader.construct_document(root)
+        problem = text_shape_problem(text)
+        if problem is not None:
+            raise PolicyError(path, [problem])
+
+        loader = yaml.SafeLoader(text)
+        try:
+            root = loader.get_single_node()
+            problem = None if root is None else expansion_problem(root)
+            if problem is not None:
+                raise PolicyError(path, [problem])
+
+            data = None if root is None else loader.construct_document(root)
+        finally:
+            loader.dispose()
     except yaml.YAMLError as exc:
         raise PolicyError(path, [_yaml_problem(exc)]) from None
-    finally:
-        loader.dispose()
+    except RecursionError:
+        problem = Problem("", "nested too deeply (a policy needs a handful of levels)")
+        raise PolicyError(path, [problem]) from None
+    except (ValueError, OverflowError) as exc:
+        # PyYAML turns scalars into numbers and dates itself; a 5000-digit integer or a
+        # 30 February is its ValueError, not a YAMLError.
+        raise PolicyError(path, [Problem("", f"a value YAML cannot represent: {exc}")]) from None
 
     return root, data
 

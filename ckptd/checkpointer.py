@@ -16,21 +16,24 @@ import structlog
 
 from ckptd import runc
 from ckptd.catalog import Catalog, CheckpointRecord
-from ckptd.engine import ContainerInfo, Engine
+from ckptd.engine import ContainerInfo, Engine, EngineCalls
 from ckptd.errors import (
     CheckpointFailedError,
     CkptdError,
     ContainerNotRunningError,
     DiskSpaceError,
+    EngineError,
     UnsafeExitError,
 )
 from ckptd.failures import failure_reason, read_criu_excerpt
+from ckptd.hooks import run_hooks
 from ckptd.inventory import target_checkpoints
 from ckptd.metrics import Metrics
 from ckptd.naming import make_checkpoint_name
-from ckptd.policy import DaemonSettings, Target
+from ckptd.policy import DaemonSettings, Target, store_location
 from ckptd.pruner import PruneOutcome, Pruner
 from ckptd.retention import Origin
+from ckptd.store import Store, StoreError
 
 log = structlog.get_logger("ckptd.checkpointer")
 
@@ -87,7 +90,9 @@ class Checkpointer:
         self.catalog = catalog
         self.lock_dir = lock_dir or default_lock_dir()
         self.clock = clock
-        self.pruner = Pruner(engine, metrics, catalog, daemon or DaemonSettings())
+        self.daemon = daemon or DaemonSettings()
+        self.pruner = Pruner(engine, metrics, catalog, self.daemon)
+        self.calls = EngineCalls(engine)
 
     @contextmanager
     def container_lock(self, container: ContainerInfo) -> Iterator[None]:
@@ -158,7 +163,10 @@ class Checkpointer:
             self._sweep_leftovers(container, existing)
             self._make_room(target, container, origin)
             existing = self.engine.list_checkpoints(container.id)
-            name, duration, size, engine, frozen = self._create(target, container, existing, origin)
+            name, duration, size, engine, frozen = self._create_with_hooks(
+                target, container, existing, origin
+            )
+            self._store(target, container, name, duration)
 
         labels = (target.name, target.container)
         if frozen is not None:
@@ -197,6 +205,41 @@ class Checkpointer:
                 raise UnsafeExitError(target.name, container.name, why)
 
         return container
+
+    def _create_with_hooks(
+        self, target: Target, container: ContainerInfo, existing: list[str], origin: str
+    ) -> tuple[str, float, int | None, str, float | None]:
+        """Run the target's pre hooks, create the checkpoint, then its post hooks."""
+        if target.hooks is None:
+            return self._create(target, container, existing, origin)
+
+        try:
+            run_hooks(self.calls, container.id, target.hooks, "pre")
+        except CkptdError as error:
+            self.catalog.record_failure(
+                target.name, container.id, container.name, "hook_failed", str(error), origin
+            )
+            raise
+
+        try:
+            return self._create(target, container, existing, origin)
+        finally:
+            # Also after a failed dump: an app that quiesced must be let go again.
+            if target.leave_running:
+                run_hooks(self.calls, container.id, target.hooks, "post")
+
+    def _store(self, target: Target, container: ContainerInfo, name: str, dump_s: float) -> None:
+        """Keep the new checkpoint in the target's store; the app already runs again."""
+        root = store_location(self.daemon, target)
+        if root is None:
+            return
+
+        try:
+            data = self.calls.inspect(container.id)
+            Store(root).save(self.calls, data, name, target.name, dump_s)
+        except (StoreError, EngineError) as error:
+            # The checkpoint stays good in the engine's folder; only the store's copy is missing.
+            log.error("checkpoint_store_failed", checkpoint=name, error=str(error))
 
     def _create(
         self, target: Target, container: ContainerInfo, existing: list[str], origin: str

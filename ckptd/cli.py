@@ -21,6 +21,7 @@ from ckptd.logs import configure_logging
 from ckptd.metrics import Metrics
 from ckptd.policy import DaemonSettings, Policy, Target, load_policy, summarize_policy
 from ckptd.progress import Spinner
+from ckptd.restorecli import STORE_COMMANDS, add_store_commands
 
 DEFAULT_POLICY = Path("/etc/ckptd/policy.yaml")
 EXIT_FAILURE = ExitCode.FAILED
@@ -77,6 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     doctor.add_argument("--json", action="store_true", help="print JSON for machines")
     retention_cli.add_parsers(commands)
+    add_store_commands(commands)
     return parser
 
 
@@ -202,6 +204,7 @@ COMMANDS = {
     "status": cmd_status,
     "doctor": cmd_doctor,
     **retention_cli.COMMANDS,
+    **STORE_COMMANDS,
 }
 
 

@@ -404,3 +404,116 @@ class Engine:
                 return usage.f_bavail * usage.f_frsize
 
         return None
+
+
+@dataclass(frozen=True)
+class ExecResult:
+    """How a command run inside a container ended."""
+
+    exit_code: int | None
+    output: str
+    timed_out: bool
+    # The command's process on the engine's host, while it still runs (0: ended or unknown).
+    pid: int = 0
+
+
+class EngineCalls:
+    """The Engine API calls a store, a restore and a hook need, on top of ``Engine``."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._raw: Any = engine.api
+
+    def inspect(self, ref: str) -> dict[str, Any]:
+        """Return the engine's whole description of container ``ref``."""
+        with self.engine._translated(ref):
+            return dict(self.engine.api.inspect_container(ref))
+
+    def versions(self) -> dict[str, str]:
+        """Return the versions of the engine and of its containerd and runc."""
+        with self.engine._translated():
+            version = self.engine.api.version()
+
+        found = {"engine": str(version.get("Version", "?"))}
+        for component in version.get("Components") or []:
+            name = str(component.get("Name", "")).lower()
+            if name in ("containerd", "runc"):
+                found[name] = str(component.get("Version", "?"))
+
+        return found
+
+    def container_folder(self, data: dict[str, Any]) -> Path:
+        """Return the engine's folder of the container ``data`` describes (inspect output)."""
+        # The engine names files of the container's own folder; its parent is that folder.
+        for key in ("HostnamePath", "ResolvConfPath", "LogPath"):
+            if data.get(key):
+                return Path(str(data[key])).parent
+
+        root = self.engine.status().root_dir
+        return Path(root, "containers", str(data["Id"]))
+
+    def changes(self, container: str) -> list[dict[str, Any]]:
+        """Return the writable layer's changes: Path and Kind (0 changed, 1 added, 2 deleted)."""
+        with self.engine._translated(container):
+            rows = self.engine.api.diff(container)
+
+        return [dict(row) for row in rows or []]
+
+    def get_archive(self, container: str, path: str) -> tuple[Iterator[bytes], dict[str, Any]]:
+        """Return a tar stream of ``path`` in the container and the path's stat."""
+        with self.engine._translated(container):
+            stream, stat = self.engine.api.get_archive(container, path)
+
+        return stream, dict(stat)
+
+    def put_archive(self, container: str, data: bytes) -> None:
+        """Unpack the tar ``data`` at / in the container (running or not)."""
+        with self.engine._translated(container):
+            if not self.engine.api.put_archive(container, "/", data):
+                raise EngineError(f"the engine refused the archive for container {container!r}")
+
+    def create(self, name: str, config: dict[str, Any]) -> str:
+        """Create a container from a create body (Config plus HostConfig); return its id."""
+        with self.engine._translated():
+            url = self._raw._url("/containers/create")
+            response = self._raw._post_json(url, data=config, params={"name": name})
+            result = self._raw._result(response, json=True)
+
+        return str(result["Id"])
+
+    def start(self, container: str, checkpoint: str | None, timeout_s: float) -> None:
+        """Start the container, from ``checkpoint`` when given; raise requests.Timeout on a hang."""
+        params = {"checkpoint": checkpoint} if checkpoint else {}
+        with self.engine._translated(container):
+            url = self._raw._url("/containers/{0}/start", container)
+            response = self._raw._post(url, params=params, timeout=timeout_s)
+            self._raw._raise_for_status(response)
+
+    def stop(self, container: str, timeout_s: int = 10) -> None:
+        """Stop the container (SIGTERM, then SIGKILL after ``timeout_s``)."""
+        with self.engine._translated(container):
+            self.engine.api.stop(container, timeout=timeout_s)
+
+    def remove(self, container: str) -> None:
+        """Remove the container and its anonymous volumes, stopping it first if it runs."""
+        with self.engine._translated(container):
+            self.engine.api.remove_container(container, v=True, force=True)
+
+    def exec(self, container: str, command: list[str], timeout_s: float) -> ExecResult:
+        """Run ``command`` (no shell) inside the container; give up after ``timeout_s``."""
+        with self.engine._translated(container):
+            exec_id = self.engine.api.exec_create(container, command)["Id"]
+            url = self._raw._url("/exec/{0}/start", exec_id)
+            body = {"Detach": False, "Tty": False}
+            try:
+                response = self._raw._post_json(url, data=body, stream=True, timeout=timeout_s)
+                self._raw._raise_for_status(response)
+                output = b"".join(self._raw._multiplexed_response_stream_helper(response))
+            except requests.exceptions.RequestException:
+                state = self.engine.api.exec_inspect(exec_id)
+                pid = int(state.get("Pid") or 0) if state.get("Running") else 0
+                return ExecResult(None, "", timed_out=True, pid=pid)
+
+            state = self.engine.api.exec_inspect(exec_id)
+
+        return ExecResult(state.get("ExitCode"), output.decode(errors="replace"), False)

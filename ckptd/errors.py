@@ -99,3 +99,12 @@ class DiskSpaceError(CkptdError):
             f"not checkpointing container {container!r}: {free} bytes free, {needed} needed "
             "(min_free_disk plus the estimated size of the checkpoint)"
         )
+
+
+class HookFailedError(CkptdError):
+    """A pre hook failed or timed out and the policy says to abort the checkpoint."""
+
+    def __init__(self, phase: str, command: list[str], problem: str) -> None:
+        self.phase = phase
+        self.command = command
+        super().__init__(f"{phase} hook {command!r} {problem}; checkpoint skipped")

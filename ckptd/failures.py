@@ -18,6 +18,7 @@ from ckptd.errors import (
     ContainerNotRunningError,
     DiskSpaceError,
     EngineNotReadyError,
+    HookFailedError,
     UnsafeExitError,
 )
 
@@ -34,6 +35,7 @@ FAILURE_REASONS = (
     "cancelled",
     "exit_refused",
     "checkpoint_failed",
+    "hook_failed",
 )
 
 # Where containerd says it put CRIU's log: "... path= /run/containerd/.../criu-dump.log: ...".
@@ -64,6 +66,9 @@ def failure_reason(error: CkptdError) -> str:
 
     if isinstance(error, DiskSpaceError):
         return "disk_space"
+
+    if isinstance(error, HookFailedError):
+        return "hook_failed"
 
     if not isinstance(error, CheckpointFailedError):
         return "checkpoint_failed"

@@ -122,6 +122,31 @@ class Metrics:
             labels,
             registry=registry,
         )
+        self.restores = Counter(
+            "ckptd_restores",
+            "Restores ckptd ran (CLI, restore_on_start, drills), by result: ok or failed.",
+            [*labels, "result"],
+            registry=registry,
+        )
+        self.verify_last_success = Gauge(
+            "ckptd_restore_verify_last_success_timestamp_seconds",
+            "Unix time the last restore drill of the target passed (0: none since start).",
+            labels,
+            registry=registry,
+        )
+        self.verify_failures = Counter(
+            "ckptd_restore_verify_failures",
+            "Restore drills that failed (damaged checkpoint, restore failed, clone died, probe).",
+            labels,
+            registry=registry,
+        )
+        self.verify_duration = Histogram(
+            "ckptd_restore_verify_duration_seconds",
+            "Time a restore drill took, from checksum check to the clone's removal.",
+            labels,
+            buckets=DURATION_BUCKETS,
+            registry=registry,
+        )
         self.build_info = Gauge(
             "ckptd_build_info",
             "Always 1; the version label says which ckptd is running.",
@@ -157,6 +182,11 @@ class Metrics:
 
             self.duration.labels(target, container)
             self.frozen.labels(target, container)
+            for result in ("ok", "failed"):
+                self.restores.labels(target, container, result)
+            self.verify_failures.labels(target, container)
+            self.verify_last_success.labels(target, container)
+            self.verify_duration.labels(target, container)
             if (target, container) not in self._declared:
                 self.scheduled_since.labels(target, container).set_to_current_time()
                 self._declared.add((target, container))

@@ -127,8 +127,24 @@ def _coerce_absolute_path(value: object) -> Path:
     return path
 
 
+def _coerce_store(value: object) -> Path | str:
+    """Return `value` as a store location: the word "engine", or an absolute path."""
+    if value == "engine":
+        return "engine"
+
+    try:
+        return _coerce_absolute_path(value)
+    except ValueError:
+        raise ValueError(
+            'expected "engine" (Docker\'s own folder) or an absolute path, '
+            "e.g. /var/lib/ckptd/store"
+        ) from None
+
+
 Duration = Annotated[timedelta, BeforeValidator(_coerce_duration)]
 AbsolutePath = Annotated[Path, BeforeValidator(_coerce_absolute_path)]
+StoreLocation = Annotated[Path | Literal["engine"], BeforeValidator(_coerce_store)]
+Command = Annotated[list[str], Field(min_length=1)]
 Count = Annotated[int, Field(ge=1)]
 
 
@@ -371,6 +387,40 @@ class Selector(_Model):
         return f"containers labelled {pairs}"
 
 
+class Verify(_Model):
+    """A restore drill: restore the newest checkpoint into a throwaway clone and watch it."""
+
+    every: Duration
+    run_for: Duration = timedelta(seconds=20)
+    # Run inside the clone (exec, no shell) once it has run for `run_for`; exit 0 passes.
+    probe: Command | None = None
+
+    @field_validator("every", "run_for")
+    @classmethod
+    def _check_positive(cls, value: timedelta) -> timedelta:
+        if value <= timedelta(0):
+            raise ValueError("must be longer than zero")
+
+        return value
+
+
+class Hooks(_Model):
+    """Commands run inside the container (exec, no shell) right before and after the dump."""
+
+    pre: list[Command] = []
+    post: list[Command] = []
+    timeout: Duration = timedelta(seconds=30)
+    on_error: Literal["abort", "continue"] = "abort"
+
+    @field_validator("timeout")
+    @classmethod
+    def _check_timeout(cls, value: timedelta) -> timedelta:
+        if value <= timedelta(0):
+            raise ValueError("the hook timeout must be longer than zero")
+
+        return value
+
+
 class Target(_Model):
     """One container to checkpoint on a schedule, under a name used in checkpoints and metrics.
 
@@ -388,6 +438,11 @@ class Target(_Model):
     engine: EngineName = "docker"
     leave_running: bool = True
     retention: Retention = Retention()
+    # None: the daemon's store; "engine": only Docker's own folder, as before ckptd had a store.
+    store: StoreLocation | None = None
+    restore_on_start: bool = False
+    verify: Verify | None = None
+    hooks: Hooks | None = None
 
     @field_validator("name")
     @classmethod
@@ -490,6 +545,8 @@ class DaemonSettings(_Model):
     control_socket: AbsolutePath = Path("/run/ckptd/control.sock")
     # Free space to leave on the engine's disk before each checkpoint; a target may override it.
     min_free_disk: Size | None = None
+    # Where checkpoints are kept outside the containers' folders; None: <state_dir>/store.
+    store: StoreLocation | None = None
 
     @field_validator("metrics_address")
     @classmethod
@@ -571,6 +628,10 @@ class Policy(_Model):
 
         return value
 
+    def store_for(self, target: Target) -> Path | None:
+        """Return the store folder of `target`'s checkpoints, or None for the engine's only."""
+        return store_location(self.daemon, target)
+
     def target(self, name: str) -> Target:
         """Return the target called `name`; raise CkptdError listing the names when none is."""
         for target in self.targets:
@@ -579,6 +640,12 @@ class Policy(_Model):
 
         known = ", ".join(target.name for target in self.targets)
         raise CkptdError(f"no target named {name!r} in policy; targets: {known}")
+
+
+def store_location(daemon: DaemonSettings, target: Target | None) -> Path | None:
+    """Return where `target`'s (or, for None, the daemon's) checkpoints are stored; None: engine."""
+    location = (target.store if target else None) or daemon.store or daemon.state_dir / "store"
+    return None if location == "engine" else Path(location)
 
 
 def load_policy(path: Path) -> Policy:

@@ -19,9 +19,10 @@ from ckptd.inventory import target_checkpoints
 from ckptd.metrics import Metrics
 from ckptd.naming import parse_checkpoint_name
 from ckptd.pins import pinned
-from ckptd.policy import DaemonSettings, Target
+from ckptd.policy import DaemonSettings, Target, store_location
 from ckptd.retention import CheckpointRecord, Origin, RetentionPlan, plan_retention
 from ckptd.sizes import format_size
+from ckptd.store import Store
 
 log = structlog.get_logger("ckptd.pruner")
 
@@ -47,6 +48,7 @@ def build_records(
     container: ContainerInfo,
     target: str,
     pins: Collection[str] = (),
+    verified: str | None = None,
 ) -> list[CheckpointRecord]:
     """Return a retention record for every checkpoint of `container`.
 
@@ -89,6 +91,7 @@ def build_records(
                 pinned=name in pins,
                 in_progress=origin is Origin.TARGET and known is None,
                 origin=origin,
+                verified=name == verified,
             )
         )
 
@@ -116,7 +119,10 @@ class Pruner:
     def records(self, target: Target, container: ContainerInfo) -> list[CheckpointRecord]:
         """Return the retention records of `target`'s container, pins included."""
         pins = pinned(self.daemon.state_dir, target.name)
-        return build_records(self.engine, self.catalog, container, target.name, pins)
+        root = store_location(self.daemon, target)
+        newest = None if root is None else Store(root).newest_verified(container.id)
+        verified = None if newest is None else newest.checkpoint
+        return build_records(self.engine, self.catalog, container, target.name, pins, verified)
 
     def plan(self, target: Target, container: ContainerInfo, now: datetime) -> RetentionPlan:
         """Return the retention plan for `target` as things stand on the engine."""
@@ -176,6 +182,10 @@ class Pruner:
             return False
 
         self.catalog.finish_prune(prune_id, deleted=True)
+        root = store_location(self.daemon, target)
+        if root is not None:
+            Store(root).remove(container.id, name)
+
         self.metrics.pruned.labels(target.name, target.container).inc()
         log.info("checkpoint_pruned", target=target.name, checkpoint=name, reason=why)
         return True

@@ -47,6 +47,7 @@ NOT_KEPT = "no rule keeps it"
 OVER_SIZE_BUDGET = "over size budget"
 NEWEST_GOOD = "newest good"
 PINNED = "pinned"
+NEWEST_VERIFIED = "newest verified"
 BEING_WRITTEN = "being written"
 FUTURE_DATED = "future-dated"
 OTHER_TARGET = "other target"
@@ -82,6 +83,8 @@ class CheckpointRecord:
     pinned: bool = False
     in_progress: bool = False
     origin: Origin = Origin.TARGET
+    # The newest checkpoint of the container whose restore drill passed.
+    verified: bool = False
 
 
 @dataclass(frozen=True)
@@ -173,7 +176,15 @@ def plan_retention(
 
 def is_protected(decision: Decision) -> bool:
     """Return True when the floor keeps this checkpoint whatever any rule or budget says."""
-    floor = {NEWEST_GOOD, PINNED, BEING_WRITTEN, FUTURE_DATED, OTHER_TARGET, NOT_CKPTD}
+    floor = {
+        NEWEST_GOOD,
+        NEWEST_VERIFIED,
+        PINNED,
+        BEING_WRITTEN,
+        FUTURE_DATED,
+        OTHER_TARGET,
+        NOT_CKPTD,
+    }
     return bool(floor.intersection(decision.reasons))
 
 
@@ -195,6 +206,9 @@ def _floor_reasons(record: CheckpointRecord, now: datetime, newest_good: bool) -
 
     if record.pinned:
         reasons.append(PINNED)
+
+    if record.verified:
+        reasons.append(NEWEST_VERIFIED)
 
     if record.in_progress:
         reasons.append(BEING_WRITTEN)

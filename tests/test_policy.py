@@ -509,7 +509,7 @@ def test_unknown_key_lists_the_keys_expected(tmp_path: Path) -> None:
 
     expected = "unknown key; expected one of: metrics_address, max_concurrent, stop_timeout, "
     assert (
-        expected + "log_level, state_dir, engine, control_socket, min_free_disk"
+        expected + "log_level, state_dir, engine, control_socket, min_free_disk, store"
         == problems[0].message
     )
 

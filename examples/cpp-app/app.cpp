@@ -21,7 +21,9 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <fcntl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/time.h>
 #include <unistd.h>
 
@@ -34,6 +36,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <string>
+#include <thread>
 #include <vector>
 
 namespace {
@@ -52,6 +56,10 @@ volatile std::sig_atomic_t g_report_gaps = 0;
 
 void on_stop_signal(int sig) { g_stop_signal = sig; }
 void on_report_signal(int) { g_report_gaps = 1; }
+
+volatile std::sig_atomic_t g_save_requested = 0;
+
+void on_save_signal(int) { g_save_requested = 1; }
 
 // SplitMix64: a cheap, well-mixed 64-bit hash; all the app's "work" is made of it.
 std::uint64_t mix(std::uint64_t x) {
@@ -88,6 +96,8 @@ void install_signal_handlers() {
   sigaction(SIGINT, &sa, nullptr);
   sa.sa_handler = on_report_signal;
   sigaction(SIGUSR1, &sa, nullptr);
+  sa.sa_handler = on_save_signal;
+  sigaction(SIGUSR2, &sa, nullptr);
   // A client that closes early must not kill the process while we write to it.
   signal(SIGPIPE, SIG_IGN);
 }
@@ -226,9 +236,64 @@ struct GapMeter {
   }
 };
 
+const char* state_file() {
+  const char* path = std::getenv("STATE_FILE");
+  return path != nullptr && *path != '\0' ? path : "/app-state.txt";
+}
+
+// Writes "step=<n> checksum=<hex>" to STATE_FILE through a temporary file and a rename, so a
+// reader (or a checkpoint) never sees half a state.
+void save_state(std::uint64_t step, std::uint64_t checksum) {
+  const std::string path = state_file();
+  const std::string partial = path + ".partial";
+  std::FILE* out = std::fopen(partial.c_str(), "w");
+  bool ok = out != nullptr &&
+            std::fprintf(out, "step=%" PRIu64 " checksum=%016" PRIx64 "\n", step, checksum) > 0;
+  ok = out != nullptr && std::fclose(out) == 0 && ok;
+  if (ok && std::rename(partial.c_str(), path.c_str()) == 0) {
+    std::printf("state: saved step=%" PRIu64 " to %s\n", step, path.c_str());
+  } else {
+    std::fprintf(stderr, "warning: saving state to %s: %s\n", path.c_str(), std::strerror(errno));
+  }
+}
+
+// `app save-state`, run inside the container (docker exec): asks the app (pid 1) for its state
+// with SIGUSR2 and waits until STATE_FILE is replaced. Exit 0 once saved, 1 after 5 s without.
+int command_save_state() {
+  struct stat before {};
+  const bool existed = stat(state_file(), &before) == 0;
+  if (kill(1, SIGUSR2) != 0) {
+    std::fprintf(stderr, "error: signalling pid 1: %s\n", std::strerror(errno));
+    return 1;
+  }
+  for (int i = 0; i < 500; ++i) {
+    struct stat now {};
+    if (stat(state_file(), &now) == 0 && (!existed || now.st_ino != before.st_ino)) {
+      std::printf("saved %s\n", state_file());
+      return 0;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  std::fprintf(stderr, "error: %s not saved within 5 s\n", state_file());
+  return 1;
+}
+
+// Commands for `docker exec` (the image has no shell): save-state, and sleep SECONDS.
+int run_command(int argc, char** argv) {
+  const std::string command = argv[1];
+  if (command == "save-state" && argc == 2) return command_save_state();
+  if (command == "sleep" && argc == 3) {
+    std::this_thread::sleep_for(Seconds(std::strtod(argv[2], nullptr)));
+    return 0;
+  }
+  std::fprintf(stderr, "error: unknown command; expected: save-state | sleep SECONDS\n");
+  return 2;
+}
+
 }  // namespace
 
-int main() {
+int main(int argc, char** argv) {
+  if (argc > 1) return run_command(argc, argv);
   // Line-buffered even into the pipe Docker gives us, so `docker logs` shows each line at once.
   std::setvbuf(stdout, nullptr, _IOLBF, 0);
   install_signal_handlers();
@@ -239,6 +304,20 @@ int main() {
   const int port = static_cast<int>(env_number("PORT", 8080, 1, 65535));
   const auto tick_ms = static_cast<long>(env_number("TICK_MS", 0, 0, 60000));
   const double gap_report_ms = env_number("GAP_REPORT_MS", 5.0 * tick_ms, 0, 3600 * 1000);
+  // JOURNAL_FILE: append every step line there too, through a descriptor kept open (a file that
+  // grows while the app runs, as a real application's data files do).
+  const char* journal_path = std::getenv("JOURNAL_FILE");
+  int journal = -1;
+  if (journal_path != nullptr && *journal_path != '\0') {
+    // Read-write, as a data file is: CRIU then checks its size on restore (write-only logs it
+    // does not), so a restore needs the file as it was at the dump.
+    journal = open(journal_path, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (journal < 0) {
+      std::fprintf(stderr, "error: JOURNAL_FILE=%s: %s\n", journal_path, std::strerror(errno));
+      return 2;
+    }
+  }
+
 
   const Clock::time_point t0 = Clock::now();
   std::printf("startup: pid %d, port %d, step every %ld ms\n", getpid(), port, step_ms);
@@ -279,11 +358,24 @@ int main() {
       ++step;
       checksum = mutate(table, step, checksum);
       std::printf("step=%" PRIu64 " checksum=%016" PRIx64 "\n", step, checksum);
+      if (journal >= 0) {
+        char line[64];
+        int len = std::snprintf(line, sizeof line, "step=%" PRIu64 "\n", step);
+        if (write(journal, line, static_cast<std::size_t>(len)) != len) {
+          std::fprintf(stderr, "warning: writing JOURNAL_FILE: %s\n", std::strerror(errno));
+        }
+      }
       next_step += step_period;
       // After a restore the monotonic clock has jumped by the time spent checkpointed (or, on
       // another host, to anything at all). Resynchronise instead of printing a burst of steps
       // to catch up, or waiting for a deadline that is far away.
       if (next_step <= now || next_step > now + step_period) next_step = now + step_period;
+      continue;
+    }
+
+    if (g_save_requested != 0) {
+      g_save_requested = 0;
+      save_state(step, checksum);
       continue;
     }
 

@@ -1,0 +1,140 @@
+"""The operator's commands around the store: restore, export, inspect, import."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from ckptd.archive import describe_manifest, export_entry, import_archive, read_manifest
+from ckptd.catalog import Catalog
+from ckptd.engine import Engine
+from ckptd.errors import CkptdError
+from ckptd.policy import Policy, load_policy, parse_duration, store_location
+from ckptd.restore import Restorer, RestoreRequest, RestoreResult
+from ckptd.store import Store
+
+DEFAULT_POLICY = Path("/etc/ckptd/policy.yaml")
+
+
+def add_store_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add restore, export, inspect and import to the ``ckptd`` parser."""
+    restore = commands.add_parser(
+        "restore", help="restore a target's container from a stored checkpoint"
+    )
+    _add_config(restore)
+    restore.add_argument("target", metavar="TARGET", help="a target, or a container's name")
+    restore.add_argument("--checkpoint", default="latest", metavar="NAME|latest")
+    restore.add_argument("--force", action="store_true", help="stop a running container first")
+    restore.add_argument("--into", metavar="NAME", help="restore into a new container NAME")
+    restore.add_argument("--timeout", default="5m", metavar="DUR", help="give up after (5m)")
+
+    export = commands.add_parser("export", help="write a stored checkpoint to a .tar.zst file")
+    _add_config(export)
+    export.add_argument("target", metavar="TARGET")
+    export.add_argument("checkpoint", metavar="CHECKPOINT", help="a name, or latest")
+    export.add_argument("-o", "--output", type=Path, required=True, metavar="FILE.tar.zst")
+
+    inspect = commands.add_parser("inspect", help="show what an exported checkpoint holds")
+    inspect.add_argument("file", type=Path, metavar="FILE")
+    inspect.add_argument("--json", action="store_true", help="print the whole manifest")
+
+    imported = commands.add_parser("import", help="add an exported checkpoint to the store")
+    _add_config(imported)
+    imported.add_argument("file", type=Path, metavar="FILE")
+
+
+def _add_config(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path, default=DEFAULT_POLICY, metavar="FILE")
+
+
+def _store_and_container(policy: Policy, name: str) -> tuple[Store, str, str]:
+    """Return the store, container and target of target ``name``, or of a container so named."""
+    for target in policy.targets:
+        if target.name == name and target.container:
+            root = policy.store_for(target)
+            if root is None:
+                raise CkptdError(
+                    f"target {name!r} has store: engine; restore it with "
+                    "`docker start --checkpoint NAME`"
+                )
+
+            return Store(root), target.container, target.name
+
+    root = store_location(policy.daemon, None)
+    return Store(root or policy.daemon.state_dir / "store"), name, ""
+
+
+def _progress(started: float) -> Callable[[str], None]:
+    """Return a printer of progress lines on a terminal (stderr); silent when not on one."""
+    terminal = sys.stderr.isatty()
+
+    def show(message: str) -> None:
+        if not terminal:
+            return
+
+        print(f"[{time.monotonic() - started:6.2f}s] {message}…", file=sys.stderr, flush=True)
+
+    return show
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    """Restore in place or into a new container; print how long it took."""
+    policy = load_policy(args.config)
+    store, container, target = _store_and_container(policy, args.target)
+    timeout = parse_duration(args.timeout).total_seconds()
+    engine = Engine()
+    engine.require_ready()
+    catalog = Catalog(policy.daemon.state_dir)
+    restorer = Restorer(engine, store, catalog, _progress(time.monotonic()))
+    request = RestoreRequest(
+        container, args.checkpoint, args.force, args.into, timeout, target=target
+    )
+    print(_summary(restorer.restore(request)))
+    return 0
+
+
+def _summary(result: RestoreResult) -> str:
+    phases = ", ".join(f"{k.removesuffix('_s')} {v:.3f} s" for k, v in result.phases.items())
+    return (
+        f"restored {result.checkpoint} into {result.container} (pid {result.pid}) "
+        f"in {result.seconds:.2f} s ({phases}; staging by {result.staging})"
+    )
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """Write one stored checkpoint, manifest first, to a zstd-compressed tar."""
+    policy = load_policy(args.config)
+    store, container, _ = _store_and_container(policy, args.target)
+    entry = store.find(container, args.checkpoint)
+    store.require_intact(entry)
+    size = export_entry(entry, args.output)
+    print(f"exported {entry.checkpoint} of {entry.container_name} to {args.output} ({size} bytes)")
+    return 0
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    """Print the manifest of an exported checkpoint."""
+    manifest = read_manifest(args.file)
+    print(json.dumps(manifest, indent=2) if args.json else describe_manifest(manifest))
+    return 0
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    """Add an exported checkpoint to the daemon's store, checksums verified."""
+    policy = load_policy(args.config)
+    store, _, _ = _store_and_container(policy, "")
+    entry = import_archive(args.file, store)
+    print(f"imported {entry.checkpoint} of {entry.container_name} into {entry.path}")
+    return 0
+
+
+STORE_COMMANDS = {
+    "restore": cmd_restore,
+    "export": cmd_export,
+    "inspect": cmd_inspect,
+    "import": cmd_import,
+}

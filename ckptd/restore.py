@@ -18,6 +18,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ import structlog
 from ckptd.catalog import Catalog
 from ckptd.engine import Engine, EngineCalls
 from ckptd.errors import CkptdError, ContainerNotFoundError, EngineError
+from ckptd.naming import parse_checkpoint_name
 from ckptd.store import (
     IMAGES,
     ROOTFS,
@@ -94,7 +96,7 @@ class Restorer:
     def __init__(
         self,
         engine: Engine,
-        store: Store,
+        store: Store | None,
         catalog: Catalog | None = None,
         progress: Callable[[str], None] = _no_progress,
     ) -> None:
@@ -108,23 +110,31 @@ class Restorer:
         """Restore as ``request`` says; return the result or raise RestoreError/CkptdError.
 
         The catalog gets the restore as in progress before anything changes, then its outcome.
+        Without a store (``store: engine``) the checkpoint is restored from the engine's own
+        folder, in place only and without checksums (the engine keeps none).
         """
-        entry = self._entry(request)
         mode = (
             request.origin if request.origin != "cli" else ("into" if request.into else "in_place")
         )
+        run: Callable[[], RestoreResult]
+        if self.store is None:
+            data = self.calls.inspect(request.container)
+            checkpoint = self._engine_checkpoint(data, request)
+            ident = (request.target, str(data["Id"]), str(data["Name"]).lstrip("/"), checkpoint)
+            run = partial(self._restore_engine, request, data, checkpoint)
+        else:
+            entry = self._entry(request)
+            target = request.target or str(entry.manifest.get("target", ""))
+            name = request.into or entry.container_name
+            ident = (target, entry.container_id, name, entry.checkpoint)
+            run = partial(self._restore, request, entry)
+
         restore_id = None
         if self.catalog is not None:
-            restore_id = self.catalog.begin_restore(
-                request.target or entry.manifest.get("target", ""),
-                entry.container_id,
-                request.into or entry.container_name,
-                entry.checkpoint,
-                mode,
-            )
+            restore_id = self.catalog.begin_restore(*ident, mode)
 
         try:
-            result = self._restore(request, entry)
+            result = run()
         except CkptdError as error:
             if self.catalog is not None and restore_id is not None:
                 reason = failure_of(error)
@@ -136,8 +146,55 @@ class Restorer:
 
         return result
 
+    def _engine_checkpoint(self, data: dict[str, Any], request: RestoreRequest) -> str:
+        """Return the engine checkpoint the request names ("latest": the target's newest)."""
+        names = self.engine.list_checkpoints(str(data["Id"]))
+        if request.into:
+            raise RestoreError("refused", "--into needs a store; this target has store: engine")
+
+        if request.checkpoint != "latest":
+            if request.checkpoint not in names:
+                raise RestoreError(
+                    "not_found", f"container {request.container!r} has no {request.checkpoint!r}"
+                )
+
+            return request.checkpoint
+
+        refs = [r for r in map(parse_checkpoint_name, names) if r is not None]
+        refs = [r for r in refs if not request.target or r.target == request.target]
+        if not refs:
+            raise RestoreError("not_found", f"container {request.container!r} has no checkpoint")
+
+        return max(refs).name
+
+    def _restore_engine(
+        self, request: RestoreRequest, data: dict[str, Any], checkpoint: str
+    ) -> RestoreResult:
+        """Restore in place from the engine's own folder; return what it took."""
+        started = time.monotonic()
+        name = str(data["Name"]).lstrip("/")
+        result = RestoreResult(name, str(data["Id"]), checkpoint, staging="none")
+        data = self._stopped(request, data, name)
+        folder = self.calls.container_folder(data) / "checkpoints" / checkpoint
+        files = {f.name: f.stat().st_size for f in folder.iterdir() if f.is_file()}
+        unpacked_before = _unpacked_folders()
+
+        try:
+            self.progress(f"restoring {checkpoint} from the engine's folder")
+            phase = time.monotonic()
+            self._start(result.container_id, checkpoint, request.timeout_s)
+            result.phases["engine_s"] = time.monotonic() - phase
+            result.pid = self._confirm(result.container_id, data["State"].get("StartedAt"))
+        finally:
+            _remove_unpacked(unpacked_before, files)
+
+        result.seconds = time.monotonic() - started
+        log.info("restore_done", container=name, checkpoint=checkpoint, seconds=result.seconds)
+        return result
+
     def _restore(self, request: RestoreRequest, entry: StoreEntry) -> RestoreResult:
         """Verify, prepare, stage, start and confirm; return what it took."""
+        assert self.store is not None
         started = time.monotonic()
         result = RestoreResult(request.into or entry.container_name, "", entry.checkpoint)
 
@@ -166,6 +223,7 @@ class Restorer:
 
     def _entry(self, request: RestoreRequest) -> StoreEntry:
         """Return the store entry to restore: of the live container's id, else by name."""
+        assert self.store is not None
         try:
             live = self.engine.container(request.container)
         except ContainerNotFoundError:
@@ -185,16 +243,19 @@ class Restorer:
             body = create_body(entry, request.network_mode)
             return self.calls.inspect(self.calls.create(request.into, body))
 
-        data = self.calls.inspect(request.container)
+        return self._stopped(request, self.calls.inspect(request.container), result.container)
+
+    def _stopped(self, request: RestoreRequest, data: dict[str, Any], name: str) -> dict[str, Any]:
+        """Return the container's inspect data once it is stopped (with --force) or refuse."""
         if data["State"]["Running"]:
             if not request.force:
                 raise RestoreError(
                     "running",
-                    f"container {result.container!r} is running; stop it first or pass --force "
+                    f"container {name!r} is running; stop it first or pass --force "
                     "(the engine would answer success and restore nothing)",
                 )
 
-            self.progress(f"stopping container {result.container}")
+            self.progress(f"stopping container {name}")
             self.calls.stop(str(data["Id"]))
             data = self.calls.inspect(str(data["Id"]))
 

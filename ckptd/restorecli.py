@@ -51,21 +51,26 @@ def _add_config(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path, default=DEFAULT_POLICY, metavar="FILE")
 
 
-def _store_and_container(policy: Policy, name: str) -> tuple[Store, str, str]:
-    """Return the store, container and target of target ``name``, or of a container so named."""
+def _store_and_container(policy: Policy, name: str) -> tuple[Store | None, str, str]:
+    """Return the store (None: the engine's), container and target of target ``name``.
+
+    A name that is no target's is taken as a container's, with the daemon's store.
+    """
     for target in policy.targets:
         if target.name == name and target.container:
             root = policy.store_for(target)
-            if root is None:
-                raise CkptdError(
-                    f"target {name!r} has store: engine; restore it with "
-                    "`docker start --checkpoint NAME`"
-                )
-
-            return Store(root), target.container, target.name
+            return (None if root is None else Store(root)), target.container, target.name
 
     root = store_location(policy.daemon, None)
-    return Store(root or policy.daemon.state_dir / "store"), name, ""
+    return (None if root is None else Store(root)), name, ""
+
+
+def _required(store: Store | None, name: str) -> Store:
+    """Return ``store``; raise when the target keeps its checkpoints in the engine only."""
+    if store is None:
+        raise CkptdError(f"{name!r} has store: engine, so ckptd keeps no copy to export or import")
+
+    return store
 
 
 def _progress(started: float) -> Callable[[str], None]:
@@ -108,7 +113,8 @@ def _summary(result: RestoreResult) -> str:
 def cmd_export(args: argparse.Namespace) -> int:
     """Write one stored checkpoint, manifest first, to a zstd-compressed tar."""
     policy = load_policy(args.config)
-    store, container, _ = _store_and_container(policy, args.target)
+    found, container, _ = _store_and_container(policy, args.target)
+    store = _required(found, args.target)
     entry = store.find(container, args.checkpoint)
     store.require_intact(entry)
     size = export_entry(entry, args.output)
@@ -126,8 +132,8 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 def cmd_import(args: argparse.Namespace) -> int:
     """Add an exported checkpoint to the daemon's store, checksums verified."""
     policy = load_policy(args.config)
-    store, _, _ = _store_and_container(policy, "")
-    entry = import_archive(args.file, store)
+    found, _, _ = _store_and_container(policy, "")
+    entry = import_archive(args.file, _required(found, "daemon.store"))
     print(f"imported {entry.checkpoint} of {entry.container_name} into {entry.path}")
     return 0
 

@@ -13,6 +13,7 @@ from ckptd.archive import describe_manifest, export_entry, import_archive, read_
 from ckptd.catalog import Catalog
 from ckptd.engine import Engine
 from ckptd.errors import CkptdError
+from ckptd.logs import configure_logging
 from ckptd.policy import Policy, load_policy, parse_duration, store_location
 from ckptd.restore import Restorer, RestoreRequest, RestoreResult
 from ckptd.store import Store
@@ -89,6 +90,7 @@ def _progress(started: float) -> Callable[[str], None]:
 def cmd_restore(args: argparse.Namespace) -> int:
     """Restore in place or into a new container; print how long it took."""
     policy = load_policy(args.config)
+    configure_logging(policy.daemon.log_level)
     store, container, target = _store_and_container(policy, args.target)
     timeout = parse_duration(args.timeout).total_seconds()
     engine = Engine()

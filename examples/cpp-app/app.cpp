@@ -11,6 +11,9 @@
 // so the time the process was frozen (by a checkpoint, say) can be read from its output. SIGUSR1
 // prints "gaps: longest=<ms> ms ticks=<n>" and starts a new measuring window.
 //
+// JOURNAL_FILE, when set, gets "step=<n>" appended every step through a descriptor kept open;
+// SIGUSR2 (sent by `app save-state`, run with docker exec) writes the state to STATE_FILE.
+//
 // A restored process prints no "startup:" lines and its step counter continues; a restarted one
 // prints the "startup:" lines again and counts from 1. The checksum at step n depends only on n
 // and TABLE_MB, so it is the same in every run and after every restore.

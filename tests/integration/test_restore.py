@@ -1,0 +1,174 @@
+"""`ckptd restore` from ckptd's own store, on the real engine with the example app.
+
+Continuity is read from the app's output: a restored app prints no new "startup:" line and its
+step counter goes on from the dump (a restart would print "startup:" and count from 1).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import tarfile
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.integration.conftest import AppContainer, docker, free_port, run_ckptd, write_policy
+
+JOURNAL = "/journal.log"
+
+
+@pytest.fixture
+def journal_app(app_image: str) -> Iterator[AppContainer]:
+    """Start the example app with a growing, read-write journal file and no network."""
+    name = f"store-{uuid.uuid4().hex[:8]}"
+    docker(
+        "run",
+        "-d",
+        "--name",
+        name,
+        "--network",
+        "none",
+        "-e",
+        "STARTUP_SECONDS=1",
+        "-e",
+        "TABLE_MB=8",
+        "-e",
+        "STEP_MS=200",
+        "-e",
+        f"JOURNAL_FILE={JOURNAL}",
+        app_image,
+    )
+    container = AppContainer(name)
+    try:
+        container.wait_for_steps(3)
+        yield container
+    finally:
+        docker("rm", "-f", name, check=False)
+        docker("rm", "-f", f"{name}-clone", check=False)
+
+
+def store_policy(tmp_path: Path, app: AppContainer, **target: object) -> Path:
+    """Write a policy whose store is under the test's folder."""
+    policy = write_policy(tmp_path / "policy.yaml", app.name, free_port(), **target)
+    text = policy.read_text().replace("daemon:\n", f"daemon:\n  store: {tmp_path / 'store'}\n")
+    policy.write_text(text)
+    return policy
+
+
+def mount_of(path: Path) -> str:
+    """Return the mount point holding ``path`` (hard links never cross one)."""
+    found = subprocess.run(
+        ["findmnt", "-n", "-o", "TARGET", "-T", str(path)], capture_output=True, text=True
+    )
+    return found.stdout.strip()
+
+
+def checkpoint(policy: Path) -> str:
+    """Take one checkpoint of target ``it`` with the CLI; return its name."""
+    done = run_ckptd("checkpoint", "--config", str(policy), "it")
+    assert 0 == done.returncode, done.stderr
+    return done.stdout.strip().splitlines()[-1]
+
+
+def manifest(tmp_path: Path, name: str) -> dict:
+    """Return the store manifest of checkpoint ``name``."""
+    (found,) = (tmp_path / "store").glob(f"*/{name}/manifest.json")
+    return json.loads(found.read_text())
+
+
+def step_at_dump(tmp_path: Path, name: str) -> int:
+    """Return the last step in the journal as the store kept it: the step reached at the dump."""
+    (rootfs,) = (tmp_path / "store").glob(f"*/{name}/rootfs.tar")
+    with tarfile.open(rootfs) as archive:
+        handle = archive.extractfile(JOURNAL.lstrip("/"))
+        assert handle is not None
+        lines = handle.read().decode().splitlines()
+
+    return int(lines[-1].removeprefix("step="))
+
+
+def assert_resumed(after: list[str], dumped_step: int) -> None:
+    """The app went on from the dump: no start-up, consecutive steps from near the dump."""
+    steps = [int(line.split()[0].removeprefix("step=")) for line in after if line.startswith("step=")]
+    assert not [line for line in after if line.startswith("startup:")], after[:5]
+    assert steps, after
+    assert dumped_step + 1 == steps[0], (dumped_step, after[:3])
+    assert steps == list(range(steps[0], steps[0] + len(steps)))
+
+
+def test_restore_in_place_after_the_app_grew_its_file(
+    journal_app: AppContainer, tmp_path: Path
+) -> None:
+    policy = store_policy(tmp_path, journal_app)
+    name = checkpoint(policy)
+    dumped = step_at_dump(tmp_path, name)
+
+    stored = manifest(tmp_path, name)
+    assert stored["container"]["name"] == journal_app.name
+    assert {"engine", "containerd", "runc", "criu"} <= set(stored["versions"])
+    docker_root = docker("info", "-f", "{{.DockerRootDir}}").stdout.strip()
+    linkable = mount_of(Path(docker_root)) == mount_of(tmp_path)
+    assert ("hardlink" if linkable else "copy") == stored["staging"]["method"]
+    assert JOURNAL in stored["changes"]["paths"]
+    assert all(len(f["sha256"]) == 64 for f in stored["files"])
+
+    # The journal grows after the dump: CRIU checks its size, so only the store's copy (cut
+    # back to the dumped size) lets the restore through.
+    time.sleep(1.5)
+    refused = run_ckptd("restore", "--config", str(policy), "it")
+    assert 1 == refused.returncode
+    assert "is running" in refused.stderr
+
+    before = len(journal_app.logs())
+    done = run_ckptd("restore", "--config", str(policy), "it", "--force")
+    assert 0 == done.returncode, done.stderr
+    assert f"restored {name} into {journal_app.name}" in done.stdout
+
+    after = journal_app.wait_for_steps(before + 8)[before:]
+    # --force stopped the app first; what it printed before that is not the restored process.
+    stopped = max(i for i, line in enumerate(after) if line.startswith("stopping:"))
+    assert_resumed(after[stopped + 1 :], dumped)
+    folder = Path(docker("inspect", "-f", "{{.HostnamePath}}", journal_app.name).stdout.strip())
+    assert [] == list((folder.parent / "checkpoints").glob("ckptd_restore_*"))
+    assert [] == unpacked_copies(stored)
+    assert '"event": "restore_copy_removed"' in done.stderr
+
+
+def unpacked_copies(stored: dict) -> list[Path]:
+    """Return containerd's unpacked copies of this checkpoint (it never removes them itself)."""
+    files = {
+        f["path"].removeprefix("images/"): f["size"]
+        for f in stored["files"]
+        if f["path"].startswith("images/")
+    }
+    copies = []
+    for folder in Path("/tmp").glob("ctrd-checkpoint*"):
+        found = {f.name: f.stat().st_size for f in folder.iterdir() if f.is_file()}
+        if found == files:
+            copies.append(folder)
+
+    return copies
+
+
+def test_restore_of_a_damaged_checkpoint_is_refused(
+    journal_app: AppContainer, tmp_path: Path
+) -> None:
+    policy = store_policy(tmp_path, journal_app)
+    name = checkpoint(policy)
+    (pages,) = (tmp_path / "store").glob(f"*/{name}/images/pages-*.img")
+    with open(pages, "r+b") as handle:
+        handle.seek(4096)
+        handle.write(b"\xff" * 16)
+    docker("stop", "-t", "5", journal_app.name)
+
+    done = run_ckptd("restore", "--config", str(policy), "it")
+
+    assert 1 == done.returncode
+    assert "damaged, not restored" in done.stderr
+    assert "sha256 differs" in done.stderr
+    state = docker("inspect", "-f", "{{.State.Running}}", journal_app.name).stdout.strip()
+    assert "false" == state

@@ -7,6 +7,7 @@ step counter goes on from the dump (a restart would print "startup:" and count f
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import tarfile
 import time
@@ -19,6 +20,7 @@ import pytest
 from tests.integration.conftest import AppContainer, docker, free_port, run_ckptd, write_policy
 
 JOURNAL = "/journal.log"
+STEP = re.compile(r"step=(\d+) ")
 
 
 @pytest.fixture
@@ -92,8 +94,8 @@ def step_at_dump(tmp_path: Path, name: str) -> int:
 
 
 def assert_resumed(after: list[str], dumped_step: int) -> None:
-    """The app went on from the dump: no start-up, consecutive steps from near the dump."""
-    steps = [int(line.split()[0].removeprefix("step=")) for line in after if line.startswith("step=")]
+    """The app went on from the dump: no start-up, consecutive steps from the dumped one."""
+    steps = [int(m[1]) for m in map(STEP.match, after) if m]
     assert not [line for line in after if line.startswith("startup:")], after[:5]
     assert steps, after
     assert dumped_step + 1 == steps[0], (dumped_step, after[:3])

@@ -12,6 +12,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import stat
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -103,9 +104,12 @@ def _decode(path: Path, text: str) -> dict[str, set[str]]:
 
 
 def _ensure_dir(state_dir: Path) -> None:
-    """Create the state folder, private to its owner, when it is missing."""
+    """Create the state folder private to its owner, or make it so."""
     try:
         state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if stat.S_IMODE(state_dir.stat().st_mode) != 0o700:
+            # The pins say what must never be deleted; nobody else may change them.
+            os.chmod(state_dir, 0o700)
     except OSError as error:
         raise PinsError(state_dir / PINS_FILE, error.strerror or str(error)) from None
 

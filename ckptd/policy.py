@@ -909,7 +909,12 @@ def summarize_policy(policy: Policy, path: Path) -> str:
         f"{path}: OK, {len(policy.targets)} target(s)",
         f"daemon: metrics on {daemon.metrics_address}, up to {daemon.max_concurrent} "
         f"checkpoint(s) at once, stop timeout {format_duration(daemon.stop_timeout)}, "
-        f"log level {daemon.log_level}",
+        f"log level {daemon.log_level}"
+        + (
+            ""
+            if daemon.min_free_disk is None
+            else f", keep {format_size(daemon.min_free_disk)} disk free"
+        ),
         "targets:",
     ]
     width = max((len(target.name) for target in policy.targets), default=0)

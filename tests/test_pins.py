@@ -60,3 +60,13 @@ def test_concurrent_pins_are_all_kept(tmp_path: Path) -> None:
         thread.join()
 
     assert set(names) == pinned(tmp_path, "solver")
+
+
+def test_a_state_folder_open_to_others_is_made_private(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    state.mkdir(mode=0o755)
+    state.chmod(0o755)
+
+    pin(state, "solver", "a")
+
+    assert 0o700 == stat.S_IMODE(state.stat().st_mode)

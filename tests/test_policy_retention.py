@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from ckptd.errors import PolicyError
-from ckptd.policy import load_policy, parse_retention
+from ckptd.policy import load_policy, parse_retention, summarize_policy
 from ckptd.sizes import format_size, parse_size
 from ckptd.spans import Span, format_span, parse_span
 
@@ -191,3 +191,14 @@ def test_every_bad_retention_value_is_reported_at_once() -> None:
         parse_retention({"keep_daily": -1, "keep_within": "soon", "max_total_size": "big"})
 
     assert 3 == len(caught.value.problems)
+
+
+def test_the_summary_names_the_disk_budgets(tmp_path: Path) -> None:
+    text = "daemon: {min_free_disk: 5GiB}\n" + MINIMAL + "    retention: {max_total_size: 2GiB}\n"
+    path = tmp_path / "policy.yaml"
+    path.write_text(text, encoding="utf-8")
+
+    summary = summarize_policy(load_policy(path), path)
+
+    assert ", keep 5GiB disk free" in summary.splitlines()[1]
+    assert summary.splitlines()[3].endswith("keep all, at most 2GiB")

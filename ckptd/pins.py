@@ -39,6 +39,7 @@ def load_pins(state_dir: Path) -> dict[str, set[str]]:
     Raises PinsError when the file exists but cannot be read or is not a pins file.
     """
     path = state_dir / PINS_FILE
+
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -59,6 +60,7 @@ def pin(state_dir: Path, target: str, name: str) -> bool:
     with _locked(state_dir):
         pins = load_pins(state_dir)
         names = pins.setdefault(target, set())
+
         if name in names:
             return False
 
@@ -73,10 +75,12 @@ def unpin(state_dir: Path, target: str, name: str) -> bool:
     with _locked(state_dir):
         pins = load_pins(state_dir)
         names = pins.get(target, set())
+
         if name not in names:
             return False
 
         names.discard(name)
+
         if not names:
             del pins[target]
 
@@ -97,6 +101,7 @@ def _decode(path: Path, text: str) -> dict[str, set[str]]:
         isinstance(names, list) and all(isinstance(name, str) for name in names)
         for names in pins.values()
     )
+
     if not valid or not isinstance(pins, dict):
         raise PinsError(path, 'expected {"version": 1, "pins": {"<target>": ["<name>", ...]}}')
 
@@ -107,6 +112,7 @@ def _ensure_dir(state_dir: Path) -> None:
     """Create the state folder private to its owner, or make it so."""
     try:
         state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+
         if stat.S_IMODE(state_dir.stat().st_mode) != 0o700:
             # The pins say what must never be deleted; nobody else may change them.
             os.chmod(state_dir, 0o700)
@@ -118,8 +124,10 @@ def _ensure_dir(state_dir: Path) -> None:
 def _locked(state_dir: Path) -> Iterator[None]:
     """Hold the pins lock across processes for one read-change-write."""
     _ensure_dir(state_dir)
+
     with open(state_dir / _LOCK_FILE, "a") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
+
         try:
             yield
         finally:
@@ -131,6 +139,7 @@ def _write(state_dir: Path, pins: dict[str, set[str]]) -> None:
     data = {"version": _VERSION, "pins": {t: sorted(n) for t, n in sorted(pins.items())}}
     path = state_dir / PINS_FILE
     descriptor, temporary = tempfile.mkstemp(dir=state_dir, prefix=".pins-", suffix=".tmp")
+
     try:
         with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
             json.dump(data, handle, indent=2)

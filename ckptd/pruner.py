@@ -6,9 +6,11 @@ records; the planner and its callers see nothing else.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 
 import structlog
 
@@ -70,9 +72,11 @@ def build_records(
         )
     }
     records: list[CheckpointRecord] = []
+
     for name in names:
         ref = parse_checkpoint_name(name)
         known = good.get(name)
+
         if known is not None:
             created, size, origin = known.created, known.size_bytes, Origin.TARGET
         elif ref is None:
@@ -105,6 +109,16 @@ def estimate_next_size(records: Iterable[CheckpointRecord]) -> int:
     return max((r.size_bytes or 0 for r in recent), default=0)
 
 
+def free_bytes_at(path: Path) -> int | None:
+    """Return the bytes free on the filesystem that holds `path`, or will once it is made."""
+    for candidate in (path, *path.parents):
+        if candidate.is_dir():
+            usage = os.statvfs(candidate)
+            return usage.f_bavail * usage.f_frsize
+
+    return None
+
+
 class Pruner:
     """Plans and applies a target's retention on the engine."""
 
@@ -131,6 +145,7 @@ class Pruner:
     def apply(self, target: Target, container: ContainerInfo, plan: RetentionPlan) -> PruneOutcome:
         """Delete what `plan` deletes, oldest first; a failed deletion is logged and skipped."""
         outcome = PruneOutcome(plan)
+
         for decision in reversed(plan.delete):
             if self._delete(target, container, decision.name, ", ".join(decision.reasons)):
                 outcome.deleted.append(decision.name)
@@ -148,22 +163,25 @@ class Pruner:
         min_free_disk is set); raises DiskSpaceError when there is still not enough room.
         """
         minimum = target.retention.min_free_disk
+
         if minimum is None:
             minimum = self.daemon.min_free_disk
 
-        free = None if minimum is None else self.engine.free_bytes(container.id)
+        free = None if minimum is None else self._free(target, container)
+
         if minimum is None or free is None:
             return None
 
         records = self.records(target, container)
         needed = minimum + estimate_next_size(records)
         plan = plan_retention(records, target.retention, now)
+
         for decision in reversed(plan.delete):
             if free >= needed:
                 break
 
             if self._delete(target, container, decision.name, "disk space"):
-                free = self.engine.free_bytes(container.id) or 0
+                free = self._free(target, container) or 0
 
         if free < needed:
             self._report_budget(target, [f"min_free_disk {format_size(minimum)}"])
@@ -171,9 +189,24 @@ class Pruner:
 
         return free
 
+    def _free(self, target: Target, container: ContainerInfo) -> int | None:
+        """Return the bytes free where the next checkpoint goes; None when that is not local.
+
+        The engine writes it into the container's folder and, for a target with ckptd's store,
+        the store keeps it too: the smaller free space of the two filesystems counts.
+        """
+        sizes = [self.engine.free_bytes(container.id)]
+        root = store_location(self.daemon, target)
+        if root is not None:
+            sizes.append(free_bytes_at(root))
+
+        known = [size for size in sizes if size is not None]
+        return min(known) if known else None
+
     def _delete(self, target: Target, container: ContainerInfo, name: str, why: str) -> bool:
         """Delete one checkpoint; return False (and log) when the engine refuses."""
         prune_id = self.catalog.begin_prune(target.name, container.id, name, why)
+
         try:
             self.engine.delete_checkpoint(container.id, name)
         except CkptdError as error:
@@ -183,6 +216,7 @@ class Pruner:
 
         self.catalog.finish_prune(prune_id, deleted=True)
         root = store_location(self.daemon, target)
+
         if root is not None:
             Store(root).remove(container.id, name)
 
@@ -193,5 +227,6 @@ class Pruner:
     def _report_budget(self, target: Target, unmet: list[str]) -> None:
         """Set the budget gauge and log each budget the floor does not let ckptd meet."""
         self.metrics.budget_unmet.labels(target.name, target.container).set(1 if unmet else 0)
+
         for budget in unmet:
             log.warning("retention_budget_unmet", target=target.name, budget=budget)

@@ -148,14 +148,17 @@ def plan_retention(
 
     keep_all = not retention.has_rules()
     decisions: list[Decision] = []
+
     for record in ordered:
         plain = record.origin is _OWN and not (record.pinned or record.in_progress)
+
         if plain and record is not newest_good and record.created <= now:
             floor: tuple[str, ...] = ()
         else:
             floor = _floor_reasons(record, now, record is newest_good)
 
         rules = matches.get(id(record), ())
+
         if keep_all and record.origin is _OWN and not record.in_progress:
             rules = (NO_RULES,)
 
@@ -164,10 +167,12 @@ def plan_retention(
         decisions.append(Decision(record, keep, reasons, rules))
 
     unmet: list[str] = []
+
     if retention.max_total_size is not None:
         decisions, unmet = _fit_size_budget(decisions, retention.max_total_size)
 
     plan = RetentionPlan(unmet=unmet)
+
     for decision in decisions:
         (plan.keep if decision.keep else plan.delete).append(decision)
 
@@ -201,6 +206,7 @@ def _floor_reasons(record: CheckpointRecord, now: datetime, newest_good: bool) -
         return (OTHER_TARGET,)
 
     reasons: list[str] = []
+
     if newest_good:
         reasons.append(NEWEST_GOOD)
 
@@ -229,11 +235,13 @@ def _fit_size_budget(decisions: list[Decision], budget: int) -> tuple[list[Decis
             break
 
         decision = fitted[index]
+
         if decision.keep and decision.record.origin is _OWN and not is_protected(decision):
             fitted[index] = Decision(decision.record, False, (OVER_SIZE_BUDGET,), decision.rules)
             total -= _size(decision.record)
 
     unmet: list[str] = []
+
     if total > budget:
         unmet.append(
             f"max_total_size {format_size(budget)}: {format_size(total)} kept, "
@@ -304,11 +312,13 @@ class _Rule:
     def offer(self, index: int, local: datetime, oldest: bool) -> str | None:
         """Return the reason this rule keeps the checkpoint at `index` (made at `local`)."""
         value = index if self.bucket is None else self.bucket(local)
+
         if value == self.previous and not oldest:
             return None
 
         reason = f"oldest {self.label}" if value == self.previous else self.label
         self.previous = value
+
         if self.left is not None:
             self.left -= 1
 
@@ -337,6 +347,7 @@ def _match_rules(
         return -math.inf if start is None else start.timestamp()
 
     rules: list[_Rule] = []
+
     if retention.keep_within is not None:
         # Every checkpoint in the span: a rule whose every checkpoint is its own bucket.
         label = f"within {retention.keep_within}"
@@ -344,11 +355,13 @@ def _match_rules(
 
     for kind, bucket in (("last", None), *BUCKETS.items()):
         count = _count(getattr(retention, f"keep_{kind}"))
+
         if count != 0:
             rules.append(_Rule(kind, bucket, left=count))
 
     for kind, bucket in BUCKETS.items():
         span = getattr(retention, f"keep_within_{kind}", None)
+
         if span is not None:
             rules.append(_Rule(f"{kind} within {span}", bucket, cutoff=cutoff(span), spanned=True))
 
@@ -357,19 +370,23 @@ def _match_rules(
     # Rules drop out when a span ends (at `horizon`, the latest of their starts) or a count
     # runs out; until then the list is left alone, which keeps 100,000 checkpoints fast.
     horizon, exhausted = math.inf, True
+
     for index, (moment, record) in enumerate(subjects):
         if exhausted or moment <= horizon:
             rules = [rule for rule in rules if not rule.done(moment)]
             horizon = max((rule.cutoff for rule in rules if rule.spanned), default=-math.inf)
             exhausted = False
+
             if not rules:
                 break
 
         local = record.created.astimezone(timezone)
         oldest = index == last_index
         reasons: list[str] = []
+
         for rule in rules:
             reason = rule.offer(index, local, oldest)
+
             if reason is not None:
                 reasons.append(reason)
                 exhausted = exhausted or rule.left == 0

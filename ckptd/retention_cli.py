@@ -56,6 +56,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
 
     reports: list[dict[str, Any]] = []
     failed = False
+
     for target in targets:
         if args.dry_run:
             container = engine.container(target.container)
@@ -129,6 +130,7 @@ def render_report(report: dict[str, Any]) -> str:
         for row in (header, *rows)
     ]
     lines += [f"budget not met: {budget}" for budget in report["budget_unmet"]]
+
     if report["deleted"] is not None:
         lines += [f"deleted {name}" for name in report["deleted"]] or ["deleted nothing"]
 
@@ -138,6 +140,7 @@ def render_report(report: dict[str, Any]) -> str:
 def _why(row: dict[str, Any]) -> str:
     """Return the reasons for one row; a budget deletion also says which rules had kept it."""
     why = ", ".join(row["reasons"])
+
     if row["action"] == "delete" and row["rules"]:
         why += f" (rules: {', '.join(row['rules'])})"
 
@@ -148,11 +151,13 @@ def cmd_pin(args: argparse.Namespace) -> int:
     """Pin one of a target's checkpoints that exists on the engine."""
     policy, target = _policy_target(args)
     ref = parse_checkpoint_name(args.name)
+
     if ref is None or ref.target != target.name:
         raise CkptdError(f"{args.name!r} is not a checkpoint name of target {target.name!r}")
 
     engine = Engine()
     containers = [engine.container(each.container) for each in _bound(engine, [target])]
+
     if not any(args.name in engine.list_checkpoints(c.id) for c in containers):
         where = ", ".join(repr(c.name) for c in containers) or "no container"
         raise CkptdError(f"target {target.name!r} ({where}) has no checkpoint {args.name!r}")
@@ -176,6 +181,7 @@ def _bound(engine: Engine, targets: Iterable[Target]) -> list[Target]:
     Stopped containers count too: their checkpoints are pruned and pinned like any others.
     """
     bound: list[Target] = []
+
     for target in targets:
         if target.selector is None:
             bound.append(target)

@@ -42,6 +42,7 @@ def parse_size(text: object) -> int:
 
     match = _SIZE_RE.fullmatch(text.strip())
     unit = "b" if match is None or not match["unit"] else match["unit"].lower()
+
     if match is None or unit not in _UNITS:
         raise ValueError(f"{text!r} is not a size; expected {SIZE_FORMS}")
 

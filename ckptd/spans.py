@@ -65,6 +65,7 @@ class Span:
         local = moment.astimezone(timezone)
         month_index = local.year * 12 + (local.month - 1) - self.years * 12 - self.months
         year, month = divmod(month_index, 12)
+
         if not 1 <= year <= 9999:
             return None
 
@@ -94,14 +95,17 @@ def parse_span(text: object) -> Span:
 
     stripped = text.strip()
     match = _SPAN_RE.fullmatch(stripped)
+
     if not stripped or match is None:
         raise ValueError(f"{text!r} is not a span; expected {SPAN_FORMS}")
 
     parts = {unit: int(count) for unit, count in match.groupdict().items() if count is not None}
+
     if any(count > _MAX_COUNT for count in parts.values()):
         raise ValueError(f"{text!r} is too long a span")
 
     span = Span(**parts)
+
     if span.minutes and (span.years or span.months):
         # Nobody keeps "a year and two minutes"; this is restic's notation, where m is months.
         raise ValueError(f"{text!r} adds minutes to years or months; write months as 'mo'")

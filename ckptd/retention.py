@@ -18,7 +18,10 @@ The rules, combined with OR (a checkpoint is kept when any rule keeps it):
   bucket within SPAN of the newest one, and the oldest within the span.
 
 Buckets are read in ``timezone`` (UTC by default). An hour that repeats when daylight saving ends
-counts as two hours. With no rule at all, everything is kept.
+counts as two hours. With no rule at all, everything is kept. The rules see only the target's
+finished checkpoints dated up to ``now``; one dated later (the clock went back) is kept by the
+floor and joins the rules once its time has come, so a clock jump never costs a checkpoint made
+on the real timeline (restic, which has no floor, would count it).
 
 Then the budget: with ``max_total_size`` the oldest kept checkpoints are deleted until the
 target's checkpoints fit. Whatever the rules and the budget say, the floor is never deleted: the
@@ -140,11 +143,15 @@ def plan_retention(
     retention = settings if isinstance(settings, Retention) else parse_retention(settings)
     # Newest first; equal times in name order, so any input order plans alike.
     ordered = sorted(records, key=_AGE, reverse=True)
+    # A checkpoint dated after `now` (the clock went back) stays out of the rules until its time
+    # comes: it would take a bucket or a keep_last place from one made on the real timeline.
     subjects = [
-        (r.created.timestamp(), r) for r in ordered if r.origin is _OWN and not r.in_progress
+        (r.created.timestamp(), r)
+        for r in ordered
+        if r.origin is _OWN and not r.in_progress and r.created <= now
     ]
-    matches = _match_rules(subjects, retention, now)
-    newest_good = next((r for _, r in subjects if r.created <= now), None)
+    matches = _match_rules(subjects, retention)
+    newest_good = subjects[0][1] if subjects else None
 
     keep_all = not retention.has_rules()
     decisions: list[Decision] = []
@@ -330,7 +337,7 @@ class _Rule:
 
 
 def _match_rules(
-    subjects: Sequence[tuple[float, CheckpointRecord]], retention: Retention, now: datetime
+    subjects: Sequence[tuple[float, CheckpointRecord]], retention: Retention
 ) -> dict[int, tuple[str, ...]]:
     """Return, by id() of each record the rules keep, the rules that keep it, restic's way.
 
@@ -340,7 +347,7 @@ def _match_rules(
     drops out early.
     """
     timezone = ZoneInfo(retention.timezone)
-    latest = next((r.created for _, r in subjects if r.created <= now), None)
+    latest = subjects[0][1].created if subjects else None
 
     def cutoff(span: Span) -> float:
         start = None if latest is None else span.before(latest, timezone)

@@ -215,10 +215,10 @@ def test_the_floor_outlasts_every_rule() -> None:
 
     assert ["old"] == [decision.name for decision in plan.delete]
     assert {
-        # Restic counts a future-dated checkpoint like any other; the floor keeps it anyway.
-        "future": ("last", "future-dated"),
+        # Outside the rules until its time comes: keep_last 1 goes to "new".
+        "future": ("future-dated",),
         "writing": ("being written",),
-        "new": ("newest good",),
+        "new": ("last", "newest good"),
         "pinned": ("pinned",),
         "theirs": ("other target",),
         "manual": ("not ckptd's",),
@@ -381,3 +381,14 @@ def test_keep_last_n_keeps_exactly_min_n_count(records: list[CheckpointRecord], 
     plan = plan_retention(plain, {"keep_last": n}, NOW)
 
     assert min(n, len(plain)) == len(plan.keep)
+
+
+def test_a_clock_that_went_back_costs_no_checkpoint_of_the_real_timeline() -> None:
+    # Made while the clock ran a day ahead, then the clock was set right.
+    ahead = [record(f"ahead{i}", NOW + timedelta(days=1, hours=i)) for i in range(3)]
+    real = hourly_records(5)
+
+    plan = plan_retention(ahead + real, {"keep_last": 3, "keep_within": "2h"}, NOW)
+
+    assert ["ahead2", "ahead1", "ahead0", "c000", "c001", "c002"] == kept(plan)
+    assert ("within 2h", "last", "newest good") == reasons(plan)["c000"]

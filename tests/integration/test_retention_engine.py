@@ -188,3 +188,27 @@ def test_too_little_free_disk_skips_the_checkpoint_as_disk_space(
     assert 1 <= failures
     assert 1 == sample(metrics, "ckptd_retention_budget_unmet", ret_app.name)
     assert [kept] == ret_app.checkpoints()
+
+
+def test_other_targets_and_future_dated_checkpoints_are_never_deleted(
+    ret_app: AppContainer, tmp_path: Path
+) -> None:
+    policy = write_policy(tmp_path / "policy.yaml", ret_app.name, "{keep_last: 1}")
+    # As if the clock had been years ahead when these were made, and another target's.
+    future = "ckptd-it-20991231T235959Z"
+    theirs = "ckptd-other-20260101T000000Z"
+    for name in (future, theirs):
+        time.sleep(GAP_S)
+        docker("checkpoint", "create", "--leave-running", ret_app.name, name)
+
+    older, _ = checkpoint(policy)
+    newest, _ = checkpoint(policy)
+
+    report = by_name(dry_run(policy))
+
+    # Outside the rules: keep_last 1 counts only the real timeline.
+    assert ["future-dated"] == report[future]["reasons"]
+    assert ["last", "newest good"] == report[newest]["reasons"]
+    assert ["other target"] == report[theirs]["reasons"]
+    assert older not in report
+    assert {future, theirs, newest} == set(ret_app.checkpoints())

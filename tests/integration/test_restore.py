@@ -7,7 +7,9 @@ step counter goes on from the dump (a restart would print "startup:" and count f
 from __future__ import annotations
 
 import json
+import os
 import re
+import shutil
 import subprocess
 import tarfile
 import time
@@ -17,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from ckptd.catalog import Catalog
 from tests.integration.conftest import AppContainer, docker, free_port, run_ckptd, write_policy
 
 JOURNAL = "/journal.log"
@@ -138,6 +141,9 @@ def test_restore_in_place_after_the_app_grew_its_file(
     assert [] == list((folder.parent / "checkpoints").glob("ckptd_restore_*"))
     assert [] == unpacked_copies(stored)
     assert '"event": "restore_copy_removed"' in done.stderr
+    restored, refused_record = Catalog(tmp_path / "state").restores()
+    assert ("ok", "in_place", name) == (restored.result, restored.mode, restored.checkpoint)
+    assert ("failed", "running") == (refused_record.result, refused_record.reason)
 
 
 def unpacked_copies(stored: dict) -> list[Path]:
@@ -174,3 +180,103 @@ def test_restore_of_a_damaged_checkpoint_is_refused(
     assert "sha256 differs" in done.stderr
     state = docker("inspect", "-f", "{{.State.Running}}", journal_app.name).stdout.strip()
     assert "false" == state
+
+
+def clone_steps(clone: AppContainer, dumped: int) -> None:
+    """The clone runs the dumped process: its whole output is the resumed app."""
+    lines = clone.wait_for_steps(4)
+    assert_resumed(lines, dumped)
+
+
+def test_restore_into_a_new_container_after_docker_rm(
+    journal_app: AppContainer, tmp_path: Path
+) -> None:
+    policy = store_policy(tmp_path, journal_app)
+    name = checkpoint(policy)
+    dumped = step_at_dump(tmp_path, name)
+    docker("rm", "-f", journal_app.name)
+    clone = AppContainer(f"{journal_app.name}-clone")
+
+    done = run_ckptd("restore", "--config", str(policy), "it", "--into", clone.name)
+
+    assert 0 == done.returncode, done.stderr
+    assert f"restored {name} into {clone.name}" in done.stdout
+    clone_steps(clone, dumped)
+    image = docker("inspect", "-f", "{{.Image}}", clone.name).stdout.strip()
+    assert manifest(tmp_path, name)["container"]["image_id"] == image
+
+
+def test_export_remove_everything_import_and_restore(
+    journal_app: AppContainer, tmp_path: Path
+) -> None:
+    policy = store_policy(tmp_path, journal_app)
+    name = checkpoint(policy)
+    dumped = step_at_dump(tmp_path, name)
+    archive = tmp_path / "moved.tar.zst"
+
+    exported = run_ckptd("export", "--config", str(policy), "it", "latest", "-o", str(archive))
+    assert 0 == exported.returncode, exported.stderr
+    docker("rm", "-f", journal_app.name)
+    shutil.rmtree(tmp_path / "store")
+
+    shown = run_ckptd("inspect", str(archive))
+    assert 0 == shown.returncode, shown.stderr
+    assert name in shown.stdout
+    assert journal_app.name in shown.stdout
+    imported = run_ckptd("import", "--config", str(policy), str(archive))
+    assert 0 == imported.returncode, imported.stderr
+    clone = AppContainer(f"{journal_app.name}-clone")
+    done = run_ckptd("restore", "--config", str(policy), "it", "--into", clone.name)
+
+    assert 0 == done.returncode, done.stderr
+    clone_steps(clone, dumped)
+
+
+def test_a_hanging_restore_is_ended_by_the_timeout(
+    journal_app: AppContainer, tmp_path: Path
+) -> None:
+    # store: engine restores straight from Docker's folder, where nothing checks the files: a
+    # FIFO in place of an image is real damage that makes CRIU wait for ever on restore.
+    policy = store_policy(tmp_path, journal_app, store="engine")
+    name = checkpoint(policy)
+    docker("stop", "-t", "5", journal_app.name)
+    folder = Path(docker("inspect", "-f", "{{.HostnamePath}}", journal_app.name).stdout.strip())
+    images = folder.parent / "checkpoints" / name
+    files = {f.name: f.stat().st_size for f in images.iterdir() if f.name != "pstree.img"}
+    (images / "pstree.img").unlink()
+    os.mkfifo(images / "pstree.img")
+    container_id = docker("inspect", "-f", "{{.Id}}", journal_app.name).stdout.strip()
+
+    started = time.monotonic()
+    done = run_ckptd("restore", "--config", str(policy), "it", "--timeout", "6s")
+    took = time.monotonic() - started
+
+    assert 1 == done.returncode, done.stdout
+    assert "did not finish within 6 s and was ended (criu " in done.stderr, done.stderr
+    assert '"event": "restore_hang_ended"' in done.stderr
+    assert took < 60
+    (record,) = Catalog(tmp_path / "state").restores()
+    assert ("failed", "timeout", name) == (record.result, record.reason, record.checkpoint)
+    state = docker("inspect", "-f", "{{.State.Running}}", journal_app.name).stdout.strip()
+    assert "false" == state
+    assert [] == restore_processes(container_id)
+    assert [] == [
+        folder
+        for folder in Path("/tmp").glob("ctrd-checkpoint*")
+        if {f.name: f.stat().st_size for f in folder.iterdir() if f.is_file()} == files
+    ]
+
+
+def restore_processes(container_id: str) -> list[int]:
+    """Return the pids of runc restores (and their CRIU) still running for the container."""
+    found = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+
+        if b"restore" in argv and container_id.encode() in argv:
+            found.append(int(proc.name))
+
+    return found

@@ -14,6 +14,7 @@ from typing import Any
 import structlog
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.interval import IntervalTrigger
 from prometheus_client import CollectorRegistry, start_http_server
 
 from ckptd.backoff import Backoff
@@ -21,6 +22,7 @@ from ckptd.catalog import Catalog
 from ckptd.checkpointer import Checkpointer
 from ckptd.control import ControlServer
 from ckptd.discovery import Discovery
+from ckptd.drill import Drill
 from ckptd.engine import Engine
 from ckptd.errors import CkptdError, PolicyError
 from ckptd.failures import failure_reason
@@ -28,10 +30,12 @@ from ckptd.interval import expected_interval_seconds
 from ckptd.metrics import Metrics
 from ckptd.naming import checkpoints_of
 from ckptd.notify import Notifier, arm_watchdog
-from ckptd.policy import Policy, Target, load_policy
+from ckptd.policy import Policy, Target, load_policy, store_location
 from ckptd.probe import EngineProbe
 from ckptd.reconcile import Reconciler
+from ckptd.restore import Restorer, restore_at_start
 from ckptd.status import StatusBook
+from ckptd.store import Store
 
 log = structlog.get_logger("ckptd.daemon")
 
@@ -76,6 +80,9 @@ class Daemon:
         # Job id -> the target it runs (for a selector, bound to one container).
         self._jobs: dict[str, Target] = {}
         self._sync_lock = threading.RLock()
+        self.drill = Drill(engine, self.catalog, self.metrics)
+        # Drill job id -> its target, beside the checkpoint jobs.
+        self._drills: dict[str, Target] = {}
 
     def run(self) -> int:
         """Serve until SIGTERM/SIGINT; return the exit status."""
@@ -95,6 +102,7 @@ class Daemon:
         # Resolve what a crash left before any new checkpoint of those containers; each holds
         # its container's lock, so a job of that container waits for it, others do not.
         threading.Thread(target=self._reconcile, name="reconcile", daemon=True).start()
+        threading.Thread(target=self._restore_on_start, name="restore", daemon=True).start()
         self._schedule(self.policy)
         self.scheduler.start()
         arm_watchdog(self.scheduler, self.notifier)
@@ -175,8 +183,65 @@ class Daemon:
                 self._jobs[job_id] = target
                 log.info("target_scheduled", target=target.name, container=target.container)
 
+            self._sync_drills(wanted)
+
         for _, target in added:
             self._take_inventory(target)
+
+    def _sync_drills(self, wanted: dict[str, Target]) -> None:
+        """Keep one restore-drill job per target with ``verify``, beside its checkpoint job."""
+        drills = {f"{i}#verify": t for i, t in wanted.items() if t.verify is not None}
+        for job_id in sorted(set(self._drills) - set(drills)):
+            self._drills.pop(job_id)
+            self.scheduler.remove_job(job_id)
+
+        for job_id, target in drills.items():
+            if self._drills.get(job_id) == target or target.verify is None:
+                continue
+
+            self.scheduler.add_job(
+                self._drill_job,
+                trigger=IntervalTrigger(
+                    seconds=target.verify.every.total_seconds(), timezone="UTC"
+                ),
+                args=[target],
+                id=job_id,
+                name=f"restore drill {target.name} of {target.container}",
+                replace_existing=True,
+            )
+            self._drills[job_id] = target
+
+    def _drill_job(self, target: Target) -> None:
+        root = store_location(self.policy.daemon, target)
+        if self.stop_requested.is_set() or root is None:
+            return
+
+        with self._idle:
+            self._in_flight += 1
+        try:
+            self.drill.run(target, Store(root))
+        finally:
+            with self._idle:
+                self._in_flight -= 1
+                self._idle.notify_all()
+
+    def _restore_on_start(self) -> None:
+        """Restore each ``restore_on_start`` target whose container exists but is stopped."""
+        engine = self.checkpointer.engine
+        for target in self.policy.targets:
+            if not target.restore_on_start or not target.container:
+                continue
+
+            root = store_location(self.policy.daemon, target)
+            restorer = Restorer(engine, None if root is None else Store(root), self.catalog)
+            try:
+                container = engine.container(target.container)
+            except CkptdError as error:
+                log.warning("restore_on_start_skipped", target=target.name, error=str(error))
+                continue
+
+            with self.checkpointer.container_lock(container):
+                restore_at_start(restorer, target, self.metrics)
 
     def _take_inventory(self, target: Target) -> None:
         """Record the target's existing checkpoints (count, size, newest) for status and metrics."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -500,20 +501,34 @@ class EngineCalls:
             self.engine.api.remove_container(container, v=True, force=True)
 
     def exec(self, container: str, command: list[str], timeout_s: float) -> ExecResult:
-        """Run ``command`` (no shell) inside the container; give up after ``timeout_s``."""
+        """Run ``command`` (no shell) inside the container; give up after ``timeout_s``.
+
+        The SDK reads an exec's output with socket timeouts disabled, so the read runs in a
+        thread that is waited for; on a timeout the process's host pid is returned for killing.
+        """
         with self.engine._translated(container):
             exec_id = self.engine.api.exec_create(container, command)["Id"]
-            url = self._raw._url("/exec/{0}/start", exec_id)
-            body = {"Detach": False, "Tty": False}
-            try:
-                response = self._raw._post_json(url, data=body, stream=True, timeout=timeout_s)
-                self._raw._raise_for_status(response)
-                output = b"".join(self._raw._multiplexed_response_stream_helper(response))
-            except requests.exceptions.RequestException:
-                state = self.engine.api.exec_inspect(exec_id)
-                pid = int(state.get("Pid") or 0) if state.get("Running") else 0
-                return ExecResult(None, "", timed_out=True, pid=pid)
 
+        answer: dict[str, Any] = {}
+
+        def read() -> None:
+            try:
+                answer["output"] = self.engine.api.exec_start(exec_id)
+            except (APIError, DockerException, requests.RequestException) as error:
+                answer["error"] = error
+
+        reader = threading.Thread(target=read, name="ckptd-exec", daemon=True)
+        reader.start()
+        reader.join(timeout_s)
+        with self.engine._translated(container):
             state = self.engine.api.exec_inspect(exec_id)
 
+        if reader.is_alive():
+            pid = int(state.get("Pid") or 0) if state.get("Running") else 0
+            return ExecResult(None, "", timed_out=True, pid=pid)
+
+        if "error" in answer:
+            raise EngineError(f"exec {command!r} in {container!r} failed: {answer['error']}")
+
+        output = bytes(answer.get("output") or b"")
         return ExecResult(state.get("ExitCode"), output.decode(errors="replace"), False)

@@ -28,7 +28,9 @@ import structlog
 from ckptd.catalog import Catalog
 from ckptd.engine import Engine, EngineCalls
 from ckptd.errors import CkptdError, ContainerNotFoundError, EngineError
+from ckptd.metrics import Metrics
 from ckptd.naming import parse_checkpoint_name
+from ckptd.policy import Target
 from ckptd.store import (
     IMAGES,
     ROOTFS,
@@ -458,3 +460,43 @@ def end_hung_restore(container_id: str) -> str:
 def entry_staging(entry: StoreEntry, folder: Path) -> Staging:
     """Stage the entry's CRIU files into ``folder`` (used by benchmarks); return the cost."""
     return link_or_copy(entry.path / IMAGES, folder)
+
+
+def restore_at_start(restorer: Restorer, target: Target, metrics: Metrics) -> RestoreResult | None:
+    """Restore the target's container when it exists but is stopped (``restore_on_start``).
+
+    Uses the newest checkpoint whose drill passed, else the newest stored one (its checksums are
+    checked either way). Returns None when there was nothing to do or the restore failed (logged
+    and counted; the daemon goes on).
+    """
+    try:
+        container = restorer.engine.container(target.container)
+    except CkptdError as error:
+        log.warning("restore_on_start_skipped", target=target.name, error=str(error))
+        return None
+
+    if container.running:
+        return None
+
+    verified = None if restorer.store is None else restorer.store.newest_verified(container.id)
+    checkpoint = "latest" if verified is None else verified.checkpoint
+    request = RestoreRequest(
+        target.container, checkpoint, target=target.name, origin="restore_on_start"
+    )
+    labels = (target.name, target.container)
+    try:
+        result = restorer.restore(request)
+    except CkptdError as error:
+        metrics.restores.labels(*labels, "failed").inc()
+        log.error("restore_on_start_failed", target=target.name, error=str(error))
+        return None
+
+    metrics.restores.labels(*labels, "ok").inc()
+    log.info(
+        "restored_on_start",
+        target=target.name,
+        checkpoint=result.checkpoint,
+        verified=verified is not None,
+        seconds=round(result.seconds, 3),
+    )
+    return result

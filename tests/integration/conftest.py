@@ -128,6 +128,36 @@ def app(app_image: str) -> Iterator[AppContainer]:
         docker("rm", "-f", name, check=False)
 
 
+@pytest.fixture
+def journal_app(app_image: str) -> Iterator[AppContainer]:
+    """Start the example app with a growing, read-write journal file and no network."""
+    name = f"store-{uuid.uuid4().hex[:8]}"
+    docker(
+        "run",
+        "-d",
+        "--name",
+        name,
+        "--network",
+        "none",
+        "-e",
+        "STARTUP_SECONDS=1",
+        "-e",
+        "TABLE_MB=8",
+        "-e",
+        "STEP_MS=200",
+        "-e",
+        "JOURNAL_FILE=/journal.log",
+        app_image,
+    )
+    container = AppContainer(name)
+    try:
+        container.wait_for_steps(3)
+        yield container
+    finally:
+        docker("rm", "-f", name, check=False)
+        docker("rm", "-f", f"{name}-clone", check=False)
+
+
 def write_policy(path: Path, container: str, port: int, **target: object) -> Path:
     """Write a one-target policy; extra keyword arguments override target keys (as YAML).
 

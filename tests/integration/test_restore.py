@@ -13,11 +13,7 @@ import shutil
 import subprocess
 import tarfile
 import time
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from ckptd.catalog import Catalog
 from tests.integration.conftest import AppContainer, docker, free_port, run_ckptd, write_policy
@@ -26,39 +22,9 @@ JOURNAL = "/journal.log"
 STEP = re.compile(r"step=(\d+) ")
 
 
-@pytest.fixture
-def journal_app(app_image: str) -> Iterator[AppContainer]:
-    """Start the example app with a growing, read-write journal file and no network."""
-    name = f"store-{uuid.uuid4().hex[:8]}"
-    docker(
-        "run",
-        "-d",
-        "--name",
-        name,
-        "--network",
-        "none",
-        "-e",
-        "STARTUP_SECONDS=1",
-        "-e",
-        "TABLE_MB=8",
-        "-e",
-        "STEP_MS=200",
-        "-e",
-        f"JOURNAL_FILE={JOURNAL}",
-        app_image,
-    )
-    container = AppContainer(name)
-    try:
-        container.wait_for_steps(3)
-        yield container
-    finally:
-        docker("rm", "-f", name, check=False)
-        docker("rm", "-f", f"{name}-clone", check=False)
-
-
-def store_policy(tmp_path: Path, app: AppContainer, **target: object) -> Path:
+def store_policy(tmp_path: Path, app: AppContainer, port: int = 0, **target: object) -> Path:
     """Write a policy whose store is under the test's folder."""
-    policy = write_policy(tmp_path / "policy.yaml", app.name, free_port(), **target)
+    policy = write_policy(tmp_path / "policy.yaml", app.name, port or free_port(), **target)
     text = policy.read_text().replace("daemon:\n", f"daemon:\n  store: {tmp_path / 'store'}\n")
     policy.write_text(text)
     return policy

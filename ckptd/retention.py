@@ -157,7 +157,9 @@ def plan_retention(
     decisions: list[Decision] = []
 
     for record in ordered:
-        plain = record.origin is _OWN and not (record.pinned or record.in_progress)
+        plain = record.origin is _OWN and not (
+            record.pinned or record.in_progress or record.verified
+        )
 
         if plain and record is not newest_good and record.created <= now:
             floor: tuple[str, ...] = ()

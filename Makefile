@@ -4,7 +4,7 @@ PYTHON ?= python3
 IMAGE ?= ckptd-example-app:latest
 BIN := $(VENV)/bin
 
-.PHONY: venv engine image prometheus lint unit test demo clean install systemd-tools bench bench-tools
+.PHONY: venv engine image prometheus lint unit test demo clean install systemd-tools bench bench-tools fault-tools
 
 venv: $(VENV)/.installed
 
@@ -47,8 +47,13 @@ bench-tools:
 bench: venv image bench-tools
 	$(BIN)/python bench/run.py --image $(IMAGE)
 
+# libfaketime moves the wall clock of one process for the clock-jump fault test.
+fault-tools:
+	@test -e /usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1 || { apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends libfaketime; }
+
 # CI=true makes engine tests fail, not skip, when the engine is missing.
-test: venv image prometheus lint systemd-tools bench-tools
+test: venv image prometheus lint systemd-tools bench-tools fault-tools
 	$(BIN)/pytest -v
 
 demo: venv image

@@ -20,6 +20,7 @@ from prometheus_client import CollectorRegistry, start_http_server
 from ckptd.backoff import Backoff
 from ckptd.catalog import Catalog
 from ckptd.checkpointer import Checkpointer
+from ckptd.clockwatch import ClockWatch
 from ckptd.control import ControlServer
 from ckptd.discovery import Discovery
 from ckptd.drill import Drill
@@ -111,9 +112,13 @@ class Daemon:
         log.info("daemon_started", policy=str(self.policy_path), targets=len(self.policy.targets))
         self.notifier.ready(self._summary())
 
+        clock = ClockWatch()
         while not self.stop_requested.is_set():
             self._wake.wait(timeout=1.0)
             self._wake.clear()
+            jump = clock.check()
+            if jump is not None:
+                self._rearm_after_jump(jump)
             if self.reload_requested.is_set():
                 self.reload_requested.clear()
                 self._reload()
@@ -287,6 +292,17 @@ class Daemon:
         answer["policy"] = str(self.policy_path)
         answer["pid"] = os.getpid()
         return answer
+
+    def _rearm_after_jump(self, jump_s: float) -> None:
+        """Plan every job afresh from the new time: no catch-up burst, no stall after a jump."""
+        with self._sync_lock:
+            jobs = dict(self._jobs)
+            for job_id, target in jobs.items():
+                self.scheduler.reschedule_job(
+                    job_id, trigger=target.schedule.build_trigger(target.jitter)
+                )
+
+        log.warning("clock_jumped", jump_s=round(jump_s, 1), rescheduled=len(jobs))
 
     def _reconcile(self) -> None:
         reconciler = Reconciler(

@@ -29,7 +29,6 @@ from ckptd.errors import CkptdError, PolicyError
 from ckptd.failures import failure_reason
 from ckptd.interval import expected_interval_seconds
 from ckptd.metrics import Metrics
-from ckptd.naming import checkpoints_of
 from ckptd.notify import Notifier, arm_watchdog
 from ckptd.policy import Policy, Target, load_policy, store_location
 from ckptd.probe import EngineProbe
@@ -251,17 +250,17 @@ class Daemon:
     def _take_inventory(self, target: Target) -> None:
         """Record the target's existing checkpoints (count, size, newest) for status and metrics."""
         self.checkpointer.refresh(target)
-        engine = self.checkpointer.engine
         try:
-            container = engine.container(target.container)
-            refs = checkpoints_of(target.name, engine.list_checkpoints(container.id))
-            sizes = [engine.checkpoint_size(container.id, ref.name) for ref in refs]
+            container = self.checkpointer.engine.container(target.container)
+            # Times and sizes from the catalog, as retention and `list` read them.
+            records = self.checkpointer.records(target, container)
         except CkptdError:
             return  # logged by refresh; the next run records what it finds
 
+        sizes = [record.size_bytes for record in records]
         total = None if None in sizes else sum(size or 0 for size in sizes)
-        newest = (refs[0].name, refs[0].created) if refs else None
-        self.status.record_inventory(target.name, target.container, len(refs), total, newest)
+        newest = (records[0].name, records[0].created) if records else None
+        self.status.record_inventory(target.name, target.container, len(records), total, newest)
 
     def _loaded(self) -> None:
         self.metrics.reload_successful.set(1)

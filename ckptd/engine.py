@@ -39,6 +39,10 @@ EXPERIMENTAL_HINT = (
     'add {"experimental": true} to /etc/docker/daemon.json and restart dockerd '
     "(scripts/setup-engine.sh does both)"
 )
+LIVE_RESTORE_HINT = (
+    "dockerd forgets a container's runtime options when it restarts with live-restore, and "
+    "cannot checkpoint that container until it is restarted"
+)
 CRIU_HINT = (
     "CRIU >= 4.2 must be installed where runc finds it and `criu check` must pass "
     "(scripts/setup-engine.sh builds it when Debian's is older)"
@@ -143,6 +147,9 @@ def _explain(error: APIError) -> str:
 
     if "criu" in lowered:
         return f"{reason}; {CRIU_HINT}"
+
+    if "invalid task checkpoint option" in lowered:
+        return f"{reason}; {LIVE_RESTORE_HINT}"
 
     return reason
 

@@ -135,7 +135,7 @@ class Reconciler:
                 attempt.id,
                 "ok",
                 size_bytes=size,
-                message="the engine finished it while ckptd was down (checked at start-up)",
+                message="the engine finished it while ckptd was down; checked at start-up",
             )
             log.info("reconciled_complete", checkpoint=name, size_bytes=size)
             return Resolution(attempt.id, name, "ok")

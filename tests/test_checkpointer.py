@@ -26,6 +26,8 @@ T0 = datetime(2026, 12, 3, 21, 45, tzinfo=UTC)
 class FakeEngine:
     """Answers like Docker 20.10 would, failing create with the messages it is given."""
 
+    api = None
+
     def __init__(self, failures: list[str], catalog: Catalog) -> None:
         self.failures = failures
         self.catalog = catalog
@@ -73,7 +75,9 @@ def make(tmp_path: Path, failures: list[str]) -> tuple[Checkpointer, FakeEngine,
 
 
 def target() -> Target:
-    return Target.model_validate({"name": "t", "container": "app", "schedule": {"every": "5m"}})
+    return Target.model_validate(
+        {"name": "t", "container": "app", "schedule": {"every": "5m"}, "store": "engine"}
+    )
 
 
 def test_a_content_race_is_retried_under_a_new_name(

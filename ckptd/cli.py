@@ -211,6 +211,9 @@ COMMANDS = {
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit status."""
     args = build_parser().parse_args(argv)
+    # Until a command sets the policy's level: warnings only, and on stderr, so that nothing
+    # logged (a catalog created on first use, say) mixes with what a command prints.
+    configure_logging("warning")
     try:
         return COMMANDS[args.command](args)
     except PolicyError as error:

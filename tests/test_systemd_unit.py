@@ -40,12 +40,38 @@ def test_systemd_analyze_verify_accepts_the_unit(tmp_path: Path) -> None:
     ckptd = Path(sys.executable).with_name("ckptd")
     unit = tmp_path / "ckptd.service"
     unit.write_text(UNIT.read_text().replace(INSTALLED, str(ckptd)))
+    # With the folder first on the unit path, verify also reads (and checks) the drop-in.
+    shutil.copytree(UNIT.with_name("ckptd.service.d"), tmp_path / "ckptd.service.d")
     result = subprocess.run(
-        [analyze, "verify", str(unit)], capture_output=True, text=True, timeout=60
+        [analyze, "verify", str(unit)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "SYSTEMD_UNIT_PATH": f"{tmp_path}:"},
     )
 
     # verify only warns (exit 0) about unknown keys and bad values, so any output is a failure.
     assert (0, "", "") == (result.returncode, result.stdout, result.stderr)
+
+
+def test_verify_reads_the_runc_engine_drop_in(tmp_path: Path) -> None:
+    analyze = shutil.which("systemd-analyze")
+    if analyze is None:
+        pytest.skip("systemd-analyze missing")
+
+    unit = tmp_path / "ckptd.service"
+    unit.write_text(UNIT.read_text().replace(INSTALLED, str(Path(sys.executable))))
+    drop_in = tmp_path / "ckptd.service.d" / "runc-engine.conf"
+    drop_in.parent.mkdir()
+    text = UNIT.with_name("ckptd.service.d").joinpath("runc-engine.conf").read_text()
+    drop_in.write_text(text.replace("RestrictNamespaces=no", "RestrictNamespaces=perhaps"))
+    result = subprocess.run(
+        [analyze, "verify", str(unit)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "SYSTEMD_UNIT_PATH": f"{tmp_path}:"},
+    )
+    assert "runc-engine.conf" in result.stderr
 
 
 def test_verify_reports_a_bad_directive(tmp_path: Path) -> None:

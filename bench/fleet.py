@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import statistics
@@ -20,6 +21,9 @@ from typing import Any
 from methods import APP_ENV, PREFIX, sh
 
 CKPTD = str(Path(sys.executable).with_name("ckptd"))
+RUNNING_RE = re.compile(
+    r'Running job "checkpoint (?P<target>\S+) .*\(scheduled at (?P<due>[^)]+)\)$'
+)
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -54,7 +58,9 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def _policy(path: Path, names: list[str], concurrency: int, every_s: int, engine: str) -> None:
+def _policy(
+    path: Path, names: list[str], concurrency: int, every_s: int, engine: str, jitter_s: int
+) -> None:
     lines = [
         "daemon:",
         f"  state_dir: {path.parent / 'state'}",
@@ -67,7 +73,7 @@ def _policy(path: Path, names: list[str], concurrency: int, every_s: int, engine
     for index, name in enumerate(names):
         lines.append(
             f"  - {{name: f{index}, container: {name}, schedule: {{every: {every_s}s}}, "
-            "retention: {keep_last: 1}}"
+            f"jitter: {jitter_s}s, retention: {{keep_last: 1}}}}"
         )
     path.write_text("\n".join(lines) + "\n")
 
@@ -76,11 +82,18 @@ def _stamp(event: dict[str, Any]) -> float:
     return datetime.fromisoformat(str(event["timestamp"]).replace("Z", "+00:00")).timestamp()
 
 
-def one_round(names: list[str], concurrency: int, every_s: int, engine: str) -> dict[str, Any]:
-    """Run the daemon until every container was checkpointed once; return the figures."""
+def one_round(
+    names: list[str], concurrency: int, every_s: int, engine: str, jitter_s: int = 0
+) -> dict[str, Any]:
+    """Run the daemon until every container was checkpointed once; return the figures.
+
+    Without jitter every target falls due at the same instant (a burst: the round shows how
+    well the slots are used, and lateness is mostly waiting for a slot); with jitter equal to
+    the interval the due times spread out as in a steady fleet.
+    """
     folder = Path(tempfile.mkdtemp(prefix=f"{PREFIX}-fleet-"))
     policy = folder / "policy.yaml"
-    _policy(policy, names, concurrency, every_s, engine)
+    _policy(policy, names, concurrency, every_s, engine, jitter_s)
     log_path = folder / "ckptd.log"
     env = {**os.environ, "CKPTD_LOCK_DIR": str(folder / "locks")}
     with log_path.open("w") as log:
@@ -88,6 +101,10 @@ def one_round(names: list[str], concurrency: int, every_s: int, engine: str) -> 
     began = time.monotonic()
     try:
         time.sleep(3)
+        if daemon.poll() is not None:
+            tail = log_path.read_text().splitlines()[-5:]
+            raise RuntimeError(f"ckptd run exited {daemon.returncode}: {tail}")
+
         idle_cpu0, idle_rss = _cpu_and_rss(daemon.pid)
         idle_t0 = time.monotonic()
         time.sleep(max(1.0, every_s - 4))
@@ -96,8 +113,12 @@ def one_round(names: list[str], concurrency: int, every_s: int, engine: str) -> 
 
         load_cpu0, load_t0 = idle_cpu1, time.monotonic()
         peak_rss = idle_rss
-        deadline = began + every_s + 30 + 10 * len(names) / concurrency
+        deadline = began + every_s + jitter_s + 30 + 10 * len(names) / concurrency
         while time.monotonic() < deadline:
+            if daemon.poll() is not None:
+                tail = log_path.read_text().splitlines()[-5:]
+                raise RuntimeError(f"ckptd run exited {daemon.returncode}: {tail}")
+
             finished = log_path.read_text().count('"checkpoint_done"')
             finished += log_path.read_text().count('"checkpoint_failed"')
             cpu, rss = _cpu_and_rss(daemon.pid)
@@ -112,9 +133,14 @@ def one_round(names: list[str], concurrency: int, every_s: int, engine: str) -> 
         daemon.wait(timeout=120)
 
     events = [json.loads(x) for x in log_path.read_text().splitlines() if x.startswith("{")]
+    figures = _figures(events, concurrency, len(names))
+    if jitter_s:
+        # Spread over the interval on purpose: no ideal to compare the round with.
+        figures["ideal_round_s"] = figures["round_vs_ideal"] = None
+
     return (
-        {"engine": engine}
-        | _figures(events, every_s, concurrency, len(names))
+        {"engine": engine, "jitter_s": jitter_s}
+        | figures
         | {
             "idle_cpu_percent": round(idle_pct, 2),
             "load_cpu_percent": round(load_pct, 1),
@@ -124,21 +150,23 @@ def one_round(names: list[str], concurrency: int, every_s: int, engine: str) -> 
     )
 
 
-def _figures(events: list[dict[str, Any]], every_s: int, concurrency: int, count: int) -> dict:
-    """Return round time, its ideal and the lateness percentiles from the daemon's log."""
-    scheduled = {
-        e["target"]: _stamp(e) + every_s for e in events if e["event"] == "target_scheduled"
-    }
+def _figures(events: list[dict[str, Any]], concurrency: int, count: int) -> dict[str, Any]:
+    """Return round time, its ideal and the lateness percentiles from the daemon's log.
+
+    APScheduler logs each run as it starts with the time it was due (jitter included):
+    'Running job "checkpoint f3 (trigger: ...)" (scheduled at 2026-12-04 06:30:00.1+00:00)'.
+    """
+    scheduled: dict[str, float] = {}
     started: dict[str, float] = {}
     for event in events:
-        text = str(event["event"])
-        if text.startswith('Running job "checkpoint '):
-            target = text.removeprefix('Running job "checkpoint ').split()[0]
-            started.setdefault(target, _stamp(event))
+        found = RUNNING_RE.match(str(event["event"]))
+        if found and found["target"] not in started:
+            started[found["target"]] = _stamp(event)
+            scheduled[found["target"]] = datetime.fromisoformat(found["due"]).timestamp()
 
     done = [e for e in events if e["event"] == "checkpoint_done"]
     failed = [e for e in events if e["event"] == "checkpoint_failed"]
-    late = sorted(started[t] - scheduled[t] for t in started if t in scheduled)
+    late = sorted(started[t] - scheduled[t] for t in started)
     durations = [float(e["duration_s"]) for e in done]
     round_s = max(map(_stamp, done)) - min(started.values()) if done and started else None
     ideal_s = sum(durations) / concurrency if durations else None

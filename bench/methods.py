@@ -17,6 +17,7 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -34,7 +35,7 @@ from ckptd.checkpointer import Checkpointer
 from ckptd.criu import read_dump_stats
 from ckptd.engine import Engine
 from ckptd.metrics import Metrics
-from ckptd.policy import Schedule, Target
+from ckptd.policy import DaemonSettings, Schedule, Target
 
 ROOT = Path(__file__).resolve().parents[1]
 APP_BINARY = ROOT / "examples" / "cpp-app" / "build" / "app"
@@ -44,6 +45,9 @@ TOOL_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 # Ticks every 10 ms; every gap over 20 ms is printed, so a freeze of 20 ms or more is seen.
 APP_ENV = {"STARTUP_SECONDS": "0", "TICK_MS": "10", "GAP_REPORT_MS": "20", "STEP_MS": "1000"}
 GAP_FLOOR_S = 0.02
+CKPTD = str(Path(sys.executable).with_name("ckptd"))
+# `ckptd restore` ends with "restored NAME into C (pid P) in 1.23 s (phase 0.1 s, ...; staging".
+RESTORED_RE = re.compile(r" in (?P<seconds>[0-9.]+) s \((?P<phases>[^;]*);")
 
 
 @dataclass
@@ -99,13 +103,20 @@ class DockerApp:
         self.id = sh("docker", "inspect", "--format", "{{.Id}}", self.name).stdout.strip()
         self.folder = docker_root() / "containers" / self.id
         self.engine = Engine()
-        scratch = Path(tempfile.mkdtemp(prefix=f"{PREFIX}-state-"))
-        self.checkpointer = Checkpointer(
-            self.engine,
-            Metrics(CollectorRegistry()),
-            Catalog(scratch / "state"),
-            lock_dir=scratch / "locks",
-        )
+        self.scratch = Path(tempfile.mkdtemp(prefix=f"{PREFIX}-state-"))
+        state = self.scratch / "state"
+        # store: engine is the call ckptd wraps (the overhead ratio); the default policy also
+        # keeps a copy in ckptd's store, after the app runs again.
+        self.checkpointers = {
+            store: Checkpointer(
+                self.engine,
+                Metrics(CollectorRegistry()),
+                Catalog(state),
+                lock_dir=self.scratch / "locks",
+                daemon=DaemonSettings(state_dir=state, store=location),
+            )
+            for store, location in (("engine", "engine"), ("store", state / "store"))
+        }
         self.wait_ready()
         self.warm_up = self.runc_direct("bench-warm-up")
         self.remove_checkpoint("bench-warm-up")
@@ -158,8 +169,11 @@ class DockerApp:
         sample.size_bytes = folder_size(self.folder / "checkpoints" / name)
         return sample
 
-    def ckptd(self, engine: str, target_name: str) -> tuple[Sample, str]:
-        """ckptd's whole run (lock, name, checkpoint, measure, prune) with ``engine``."""
+    def ckptd(self, engine: str, target_name: str, store: str = "engine") -> tuple[Sample, str]:
+        """ckptd's whole run (lock, name, checkpoint, measure, prune) with ``engine``.
+
+        ``store``: "engine" (Docker's folder only) or "store" (also ckptd's own store).
+        """
         target = Target(
             name=target_name,
             container=self.name,
@@ -169,7 +183,7 @@ class DockerApp:
         results = []
 
         def call() -> dict[str, Any]:
-            result = self.checkpointer.run(target)
+            result = self.checkpointers[store].run(target)
             results.append(result)
             return {"criu_frozen_s": result.frozen_s, "size_bytes": result.size_bytes}
 
@@ -187,6 +201,32 @@ class DockerApp:
         sample.size_bytes = folder_size(image)
         shutil.rmtree(work)
         return sample
+
+    def ckptd_restore(self, target_name: str, name: str) -> Sample:
+        """`ckptd restore --force` in place from ckptd's store, with the phases it reports."""
+        policy = self.scratch / "policy.yaml"
+        policy.write_text(
+            "daemon:\n"
+            f"  state_dir: {self.scratch / 'state'}\n"
+            f"  control_socket: {self.scratch / 'control.sock'}\n"
+            "targets:\n"
+            f"  - {{name: {target_name}, container: {self.name}, schedule: {{every: 5m}}}}\n"
+        )
+        started = time.monotonic()
+        answer = sh(
+            CKPTD, "restore", "--config", str(policy), "--checkpoint", name, "--force", target_name
+        )
+        wall = time.monotonic() - started
+        self.wait_ready()
+        found = RESTORED_RE.search(answer.stdout)
+        if found is None:
+            return Sample(wall)
+
+        phases = {
+            f"{key.strip()}_s": float(value)
+            for key, value in (part.rsplit(" ", 2)[:2] for part in found["phases"].split(", "))
+        }
+        return Sample(float(found["seconds"]), phases=phases)
 
     def remove_checkpoint(self, name: str) -> None:
         """Delete one checkpoint through Docker."""
@@ -215,8 +255,9 @@ class DockerApp:
         return Sample(wall, phases=phases)
 
     def remove(self) -> None:
-        """Remove the container and its checkpoints."""
+        """Remove the container, its checkpoints and ckptd's records of them."""
         sh("docker", "rm", "-f", self.name, check=False)
+        shutil.rmtree(self.scratch, ignore_errors=True)
 
 
 class FolderWatch(threading.Thread):

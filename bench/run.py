@@ -41,15 +41,17 @@ from ckptd.engine import Engine  # noqa: E402
 from ckptd.logs import configure_logging  # noqa: E402
 
 CHECKPOINTS = ["docker_api", "ckptd_docker", "ckptd_runc", "runc_direct", "criu_plain", "podman"]
-CHECKPOINTS += ["podman_export_zstd"]
+CHECKPOINTS += ["ckptd_runc_store", "podman_export_zstd"]
 RESTORES = ["docker_start_api_made", "docker_start_runc_made", "podman_restore"]
-RESTORES += ["podman_import_restore"]
+RESTORES += ["ckptd_restore_store", "podman_import_restore"]
 # The unmeasured first checkpoint of each app (see bench/methods.py), kept in the JSON.
 WARM_UPS = ["warm_up_docker", "warm_up_plain", "warm_up_podman"]
 LABELS = {
     "docker_api": "Docker API (checkpoint create --leave-running)",
     "ckptd_docker": "ckptd, engine docker",
     "ckptd_runc": "ckptd, engine runc",
+    "ckptd_runc_store": "ckptd, engine runc, kept in its store",
+    "ckptd_restore_store": "ckptd restore --force (from its store)",
     "runc_direct": "runc checkpoint by hand",
     "criu_plain": "criu dump, plain process",
     "podman": "Podman checkpoint --leave-running",
@@ -94,6 +96,10 @@ def bench_size(image: str, table_mb: int, runs: int, podman: bool) -> dict[str, 
                 sample, name = app.ckptd(engine, f"bench{engine}")
                 samples[f"ckptd_{engine}"].append(sample)
                 app.remove_checkpoint(name)
+            sample, stored = app.ckptd("runc", "benchstore", store="store")
+            samples["ckptd_runc_store"].append(sample)
+            samples["ckptd_restore_store"].append(app.ckptd_restore("benchstore", stored))
+            app.remove_checkpoint(stored)
             runc_name = f"bench-runc-{run}"
             samples["runc_direct"].append(app.runc_direct(runc_name))
             samples["docker_start_api_made"].append(app.restore(api_name))
@@ -199,6 +205,7 @@ def print_table(result: dict[str, Any]) -> None:
         }
         restore_of |= {"ckptd_runc": "docker_start_runc_made", "podman": "podman_restore"}
         restore_of |= {"podman_export_zstd": "podman_import_restore"}
+        restore_of |= {"ckptd_runc_store": "ckptd_restore_store"}
         for key in CHECKPOINTS:
             f = figures[key]
             restore = figures.get(restore_of.get(key, ""), {}).get("wall_s")
@@ -207,23 +214,29 @@ def print_table(result: dict[str, Any]) -> None:
                 f"{cell(f['criu_frozen_s'], digits=3)} | {cell(f['size_bytes'], 2**20, 0)} | "
                 f"{cell(restore)} |"
             )
-        for key, what in (("docker_api", "checkpoint"), ("docker_start_api_made", "restore")):
+        phased = (
+            ("docker_api", "Docker API checkpoint"),
+            ("docker_start_api_made", "docker start --checkpoint"),
+            ("ckptd_restore_store", "ckptd restore"),
+        )
+        for key, what in phased:
             phases = figures[key]["phases_s"]
             if phases:
                 shown = ", ".join(f"{p.removesuffix('_s')} {cell(s)}" for p, s in phases.items())
-                print(f"\nDocker API {what} phases (s): {shown}")
+                print(f"\n{what} phases (s): {shown}")
         print("\nratios: " + ", ".join(f"{k} {v}" for k, v in result["ratios"][size].items()))
 
     if result.get("fleet"):
         print("\n### fleet\n")
         print(
-            "| engine | max_concurrent | containers | round s | ideal s | round/ideal "
+            "| engine | max_concurrent | jitter s | containers | round s | ideal s | round/ideal "
             "| lateness p50 s | p99 s | RSS idle/peak MB | CPU idle % | CPU load % |"
         )
-        print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+        print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
         for f in result["fleet"]:
             print(
-                f"| {f['engine']} | {f['concurrency']} | {f['containers']} | {f['round_s']} | "
+                f"| {f['engine']} | {f['concurrency']} | {f['jitter_s']} | {f['containers']} | "
+                f"{f['round_s']} | "
                 f"{f['ideal_round_s']} | {f['round_vs_ideal']} | {f['lateness_p50_s']} | "
                 f"{f['lateness_p99_s']} | {f['idle_rss_mb']}/{f['peak_rss_mb']} | "
                 f"{f['idle_cpu_percent']} | {f['load_cpu_percent']} |"
@@ -276,7 +289,12 @@ def main() -> int:
     parser.add_argument("--fleet", type=int, default=100, help="containers in the fleet (0: none)")
     parser.add_argument("--fleet-concurrency", default="1,2,4")
     parser.add_argument("--fleet-engines", default="runc,docker", help="engines, comma-separated")
-    parser.add_argument("--fleet-every", type=int, default=20, help="seconds between rounds")
+    parser.add_argument("--fleet-every", type=int, default=15, help="seconds between rounds")
+    parser.add_argument(
+        "--fleet-steady",
+        default="runc:2",
+        help="ENGINE:MAX_CONCURRENT runs with jitter = interval, comma-separated ('' for none)",
+    )
     parser.add_argument("--retention-count", type=int, default=100_000)
     parser.add_argument("--no-podman", action="store_true")
     parser.add_argument("--image", default=os.environ.get("IMAGE", "ckptd-example-app:latest"))
@@ -314,6 +332,10 @@ def main() -> int:
                 for engine in args.fleet_engines.split(",")
                 for c in args.fleet_concurrency.split(",")
             ]
+            for steady in filter(None, args.fleet_steady.split(",")):
+                engine, _, c = steady.partition(":")
+                every = args.fleet_every * 2
+                result["fleet"].append(one_round(names, int(c), every, engine, jitter_s=every))
         finally:
             remove_fleet(names)
 

@@ -13,13 +13,14 @@ from pathlib import Path
 from tests.integration.conftest import IMAGE, ROOT
 
 CHECKPOINT_PATHS = ["docker_api", "ckptd_docker", "ckptd_runc", "runc_direct", "criu_plain"]
+CHECKPOINT_PATHS += ["ckptd_runc_store"]
 
 
 def test_the_suite_runs_on_tiny_sizes(app_image: str, tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
     command = [sys.executable, str(ROOT / "bench" / "run.py"), "--sizes", "2", "--runs", "1"]
     command += ["--fleet", "2", "--fleet-every", "5", "--fleet-concurrency", "1"]
-    command += ["--fleet-engines", "runc"]
+    command += ["--fleet-engines", "runc", "--fleet-steady", ""]
     command += ["--retention-count", "1000", "--image", IMAGE, "--out", str(out)]
     answer = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=ROOT)
 
@@ -37,7 +38,7 @@ def test_the_suite_runs_on_tiny_sizes(app_image: str, tmp_path: Path) -> None:
         assert figures[path]["criu_frozen_s"]["median"] > 0, path
 
     restores = ["docker_start_api_made", "docker_start_runc_made", "podman_restore"]
-    for path in [*restores, "podman_import_restore"]:
+    for path in [*restores, "ckptd_restore_store", "podman_import_restore"]:
         assert figures[path]["wall_s"]["median"] > 0, path
 
     assert set(result["ratios"]["2"]) >= {"runc_freeze_vs_podman", "overhead_docker"}

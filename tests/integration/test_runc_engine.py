@@ -131,3 +131,27 @@ def test_without_runc_state_the_checkpoint_goes_through_docker_with_a_warning(
     [done] = [e for e in events(made.stderr) if e["event"] == "checkpoint_done"]
     assert "docker" == done["engine"]
     assert [made.stdout.strip()] == checkpoints
+
+
+def test_a_runc_checkpoint_restores_with_ckptd_restore_from_the_store(
+    app: AppContainer, tmp_path: Path
+) -> None:
+    policy = write_policy(tmp_path / "policy.yaml", app.name, free_port(), engine="runc")
+    made = run_ckptd("checkpoint", "--config", str(policy), "it")
+    assert 0 == made.returncode, made.stderr
+    printed_at_checkpoint = app.steps()[-1]
+    app.wait_for_steps(len(app.logs()) + 3)
+    before = app.logs()
+
+    restored = run_ckptd(
+        "restore", "--config", str(policy), "--checkpoint", made.stdout.strip(), "--force", "it"
+    )
+
+    assert 0 == restored.returncode, restored.stderr
+    lines = app.wait_for_steps(len(before) + 6)
+    # --force stopped the app, which said so; what follows comes from the restored process.
+    stopped = max(i for i, line in enumerate(lines) if line.startswith("stopping:"))
+    after = lines[stopped + 1 :]
+    assert 0 == app.startups(after), after
+    resumed = app.steps(after)
+    assert 1 < resumed[0] <= printed_at_checkpoint + 1, (printed_at_checkpoint, after[:3])

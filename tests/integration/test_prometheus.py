@@ -116,8 +116,7 @@ def stack(app_image: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     prometheus = require_tool("prometheus")
     folder = tmp_path_factory.mktemp("obs-prometheus")
     container = f"obs-{uuid.uuid4().hex[:8]}"
-    docker("run", "-d", "--name", container, "-e", "STARTUP_SECONDS=1", "-e", "TABLE_MB=16",
-           "-e", "STEP_MS=200", app_image)  # fmt: skip
+    settings = ["-e", "STARTUP_SECONDS=1", "-e", "TABLE_MB=16", "-e", "STEP_MS=200"]
     metrics_port, web_port = free_port(), free_port()
     policy = write_policy(
         folder / "policy.yaml", container, metrics_port, schedule=f"{{every: {INTERVAL_S}s}}"
@@ -125,6 +124,7 @@ def stack(app_image: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     daemon_log = folder / "ckptd.log"
     processes: list[subprocess.Popen[str]] = []
     try:
+        docker("run", "-d", "--name", container, *settings, app_image)
         with daemon_log.open("w") as log:
             daemon = subprocess.Popen(
                 [*CKPTD, "run", "--config", str(policy)], stderr=log, text=True

@@ -87,9 +87,6 @@ class Daemon:
     def run(self) -> int:
         """Serve until SIGTERM/SIGINT; return the exit status."""
         settings = self.policy.daemon
-        start_http_server(settings.metrics_port, settings.metrics_host, registry=self.registry)
-        log.info("metrics_listening", address=settings.metrics_address)
-
         try:
             self.control = ControlServer(settings.control_socket, self._answer)
         except OSError as error:
@@ -104,10 +101,14 @@ class Daemon:
         threading.Thread(target=self._reconcile, name="reconcile", daemon=True).start()
         threading.Thread(target=self._restore_on_start, name="restore", daemon=True).start()
         self._schedule(self.policy)
+        self._loaded()
+        # Serve only once every target's series exist and the engine was probed, so the first
+        # scrape already sees them (at 0) rather than an empty or "engine down" page.
+        start_http_server(settings.metrics_port, settings.metrics_host, registry=self.registry)
+        log.info("metrics_listening", address=settings.metrics_address)
         self.scheduler.start()
         arm_watchdog(self.scheduler, self.notifier)
         self.control.start()
-        self._loaded()
         log.info("daemon_started", policy=str(self.policy_path), targets=len(self.policy.targets))
         self.notifier.ready(self._summary())
 

@@ -36,6 +36,7 @@ class EngineProbe:
 
     def start(self) -> None:
         """Probe once now, then keep probing in the background."""
+        self.probe()
         self._thread.start()
 
     def stop(self) -> None:
@@ -64,6 +65,5 @@ class EngineProbe:
         return up
 
     def _loop(self) -> None:
-        while not self._stop.is_set():
+        while not self._stop.wait(self.interval):
             self.probe()
-            self._stop.wait(self.interval)

@@ -127,6 +127,7 @@ class Drill:
             into=clone,
             timeout_s=RESTORE_TIMEOUT_S,
             network_mode="none",
+            isolated=True,
             origin="drill",
         )
         try:

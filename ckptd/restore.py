@@ -82,6 +82,8 @@ class RestoreRequest:
     timeout_s: float = 300.0
     # Drills restore with networking disabled ("none"); None keeps the dumped container's.
     network_mode: str | None = None
+    # A drill's clone: no labels, no restart policy, the original's mounts read-only.
+    isolated: bool = False
     # The policy's target, for the catalog ("" when restoring a container by name).
     target: str = ""
     # Why: "cli", "restore_on_start" or "drill" (the catalog's mode column says which).
@@ -242,7 +244,7 @@ class Restorer:
         """Return the inspect data of the container to restore into, stopped and ready."""
         if request.into:
             self.progress(f"creating container {request.into}")
-            body = create_body(entry, request.network_mode)
+            body = create_body(entry, request.network_mode, request.isolated)
             return self.calls.inspect(self.calls.create(request.into, body))
 
         return self._stopped(request, self.calls.inspect(request.container), result.container)
@@ -364,20 +366,45 @@ def failure_of(error: CkptdError) -> str:
     return "restore_failed"
 
 
-def create_body(entry: StoreEntry, network_mode: str | None) -> dict[str, Any]:
-    """Return the create body for a new container like the dumped one (same image by id)."""
+def create_body(
+    entry: StoreEntry, network_mode: str | None, isolated: bool = False
+) -> dict[str, Any]:
+    """Return the create body for a new container like the dumped one (same image by id).
+
+    An ``isolated`` clone (a drill's) gets no labels (so no label selector checkpoints it), no
+    restart policy, and the original's bind mounts and volumes read-only: it must never write
+    into the data the original works on.
+    """
     container = entry.manifest["container"]
     body: dict[str, Any] = copy.deepcopy(container["config"])
     body["Image"] = container["image_id"]
     host_config: dict[str, Any] = copy.deepcopy(container["host_config"])
-    # A clone must not fight the original for host ports or be deleted by the engine on exit.
-    host_config.pop("PortBindings", None)
+    # A clone the engine deleted on exit would take its logs (the drill's evidence) with it.
     host_config["AutoRemove"] = False
     if network_mode is not None:
         host_config["NetworkMode"] = network_mode
 
+    if isolated:
+        # Nor may it fight the original for host ports.
+        host_config.pop("PortBindings", None)
+        body["Labels"] = {}
+        host_config["RestartPolicy"] = {"Name": "no"}
+        host_config["Binds"] = [_read_only(bind) for bind in host_config.get("Binds") or []]
+        for mount in host_config.get("Mounts") or []:
+            mount["ReadOnly"] = True
+
     body["HostConfig"] = host_config
     return body
+
+
+def _read_only(bind: str) -> str:
+    """Return a "source:target[:options]" bind with "ro" in place of "rw"."""
+    parts = bind.split(":")
+    if len(parts) == 2:
+        return f"{bind}:ro"
+
+    options = [o for o in parts[2].split(",") if o not in ("rw", "ro")]
+    return ":".join([*parts[:2], ",".join(["ro", *options])])
 
 
 def staging_files(entry: StoreEntry) -> dict[str, int]:

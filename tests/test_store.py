@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from ckptd.criuimage import regular_file_sizes
+from ckptd.restore import create_body
 from ckptd.retention import CheckpointRecord, plan_retention
 from ckptd.store import (
     MANIFEST,
@@ -169,3 +170,29 @@ def test_regular_file_sizes_reads_names_and_sizes(tmp_path: Path) -> None:
     )
 
     assert {"/journal.log": 49} == regular_file_sizes(image)
+
+
+def test_a_drill_clone_is_isolated_from_the_original(tmp_path: Path) -> None:
+    entry = make_entry(Store(tmp_path))
+    entry.manifest["container"]["config"] = {"Image": "app", "Labels": {"app": "solver"}}
+    entry.manifest["container"]["host_config"] = {
+        "Binds": ["/srv/data:/data", "/srv/conf:/conf:rw,z"],
+        "Mounts": [{"Type": "volume", "Source": "v", "Target": "/v"}],
+        "PortBindings": {"8080/tcp": [{"HostPort": "8080"}]},
+        "RestartPolicy": {"Name": "always"},
+    }
+
+    clone = create_body(entry, "none", isolated=True)
+    moved = create_body(entry, None)
+
+    assert {} == clone["Labels"]
+    assert ["/srv/data:/data:ro", "/srv/conf:/conf:ro,z"] == clone["HostConfig"]["Binds"]
+    assert clone["HostConfig"]["Mounts"][0]["ReadOnly"] is True
+    assert ("none", "no") == (
+        clone["HostConfig"]["NetworkMode"],
+        clone["HostConfig"]["RestartPolicy"]["Name"],
+    )
+    assert "sha256:1" == clone["Image"]
+    assert {"app": "solver"} == moved["Labels"]
+    assert "PortBindings" not in clone["HostConfig"]
+    assert "8080/tcp" in moved["HostConfig"]["PortBindings"]

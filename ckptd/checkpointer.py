@@ -226,7 +226,15 @@ class Checkpointer:
         finally:
             # Also after a failed dump: an app that quiesced must be let go again.
             if target.leave_running:
-                run_hooks(self.calls, container.id, target.hooks, "post")
+                self._post_hooks(target, container)
+
+    def _post_hooks(self, target: Target, container: ContainerInfo) -> None:
+        """Run the post hooks; their failure is logged, never the checkpoint's outcome."""
+        assert target.hooks is not None
+        try:
+            run_hooks(self.calls, container.id, target.hooks, "post")
+        except CkptdError as error:
+            log.warning("post_hooks_failed", target=target.name, error=str(error))
 
     def _store(self, target: Target, container: ContainerInfo, name: str, dump_s: float) -> None:
         """Keep the new checkpoint in the target's store; the app already runs again."""

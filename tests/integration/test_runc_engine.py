@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
+import stat
 import subprocess
 import time
 import uuid
@@ -23,6 +24,11 @@ from tests.integration.test_daemon import sample, scrape, wait_for_metrics
 def events(stderr: str) -> list[dict[str, object]]:
     """Return ckptd's JSON log lines."""
     return [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
+
+
+def layout(folder: Path) -> list[tuple[str, int, int]]:
+    """Return each file's name, mode and owner in a checkpoint folder."""
+    return sorted((f.name, f.stat().st_mode, f.stat().st_uid) for f in folder.iterdir())
 
 
 def checkpoint_folder(container: str, name: str) -> Path:
@@ -53,6 +59,13 @@ def test_a_runc_checkpoint_lists_restores_with_its_state_and_is_removable(
     folder = checkpoint_folder(app.name, name)
     assert [] == [p.name for p in folder.parent.parent.iterdir() if p.name.startswith(".ckptd")]
     assert (folder / "pages-1.img").is_file()
+    # The same files, modes and owners as a checkpoint Docker makes itself of this container.
+    time.sleep(1)
+    docker("checkpoint", "create", "--leave-running", app.name, "by-docker")
+    by_docker = checkpoint_folder(app.name, "by-docker")
+    assert layout(by_docker) == layout(folder)
+    assert 0o700 == stat.S_IMODE(by_docker.stat().st_mode) == stat.S_IMODE(folder.stat().st_mode)
+    docker("checkpoint", "rm", app.name, "by-docker")
 
     assert [name] == app.checkpoints()
     # The app goes on counting past the checkpoint: a restore must bring back the older count.

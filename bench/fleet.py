@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import statistics
@@ -133,6 +134,7 @@ def one_round(
         daemon.wait(timeout=120)
 
     events = [json.loads(x) for x in log_path.read_text().splitlines() if x.startswith("{")]
+    shutil.rmtree(folder, ignore_errors=True)
     figures = _figures(events, concurrency, len(names))
     if jitter_s:
         # Spread over the interval on purpose: no ideal to compare the round with.

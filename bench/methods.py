@@ -100,6 +100,14 @@ class DockerApp:
         self.name = f"{PREFIX}-{table_mb}m-{uuid.uuid4().hex[:6]}"
         env = [f"--env={k}={v}" for k, v in {**APP_ENV, "TABLE_MB": str(table_mb)}.items()]
         sh("docker", "run", "-d", "--name", self.name, *env, image)
+        try:
+            self._set_up()
+        except BaseException:
+            self.remove()
+            raise
+
+    def _set_up(self) -> None:
+        """Find the container, give it ckptd's checkpointers, wait for it, warm it up."""
         self.id = sh("docker", "inspect", "--format", "{{.Id}}", self.name).stdout.strip()
         self.folder = docker_root() / "containers" / self.id
         self.engine = Engine()
@@ -257,7 +265,8 @@ class DockerApp:
     def remove(self) -> None:
         """Remove the container, its checkpoints and ckptd's records of them."""
         sh("docker", "rm", "-f", self.name, check=False)
-        shutil.rmtree(self.scratch, ignore_errors=True)
+        if hasattr(self, "scratch"):
+            shutil.rmtree(self.scratch, ignore_errors=True)
 
 
 class FolderWatch(threading.Thread):
@@ -379,8 +388,12 @@ class PodmanApp:
         env = [f"--env={k}={v}" for k, v in {**APP_ENV, "TABLE_MB": str(table_mb)}.items()]
         limits = ["--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024"]
         sh("podman", "run", "-d", "--name", self.name, *limits, *env, local)
-        self.wait_ready()
-        self.warm_up = self.checkpoint()
+        try:
+            self.wait_ready()
+            self.warm_up = self.checkpoint()
+        except BaseException:
+            self.remove()
+            raise
 
     def wait_ready(self, timeout: float = 120) -> None:
         """Wait until the app prints a step."""

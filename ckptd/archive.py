@@ -47,10 +47,12 @@ def read_manifest(path: Path) -> dict[str, Any]:
             tarfile.open(fileobj=plain, mode="r|") as archive,
         ):
             first = archive.next()
+
             if first is None or first.name != MANIFEST:
                 raise StoreError(f"{path} is not a ckptd archive: {MANIFEST} does not come first")
 
             handle = archive.extractfile(first)
+
             if handle is None:
                 raise StoreError(f"{path}: {MANIFEST} is not a file")
 

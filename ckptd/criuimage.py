@@ -32,6 +32,7 @@ def _varint(data: bytes, pos: int) -> tuple[int, int]:
         pos += 1
         value |= (byte & 0x7F) << shift
         shift += 7
+
         if not byte & 0x80:
             return value, pos
 
@@ -44,6 +45,7 @@ def _fields(message: bytes) -> list[tuple[int, int | bytes]]:
         key, pos = _varint(message, pos)
         number, kind = key >> 3, key & 7
         value: int | bytes
+
         if kind == _VARINT:
             value, pos = _varint(message, pos)
         elif kind == _LENGTH:
@@ -73,10 +75,12 @@ def regular_file_sizes(files_img: Path) -> dict[str, int]:
         (length,) = struct.unpack_from("<I", data, pos)
         entry = data[pos + 4 : pos + 4 + length]
         pos += 4 + length
+
         for number, value in _fields(entry):
             if number == _FILE_ENTRY_REG and isinstance(value, bytes):
                 reg = dict(_fields(value))
                 name, size = reg.get(_REG_NAME), reg.get(_REG_SIZE)
+
                 if isinstance(name, bytes) and isinstance(size, int):
                     sizes[name.decode(errors="replace")] = size
 

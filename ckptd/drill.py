@@ -64,6 +64,7 @@ class Drill:
         labels = (target.name, target.container)
         entry: StoreEntry | None = None
         restore_id: int | None = None
+
         try:
             entry = store.find(self._container_key(target), "latest")
             restore_id = self.catalog.begin_restore(
@@ -74,6 +75,7 @@ class Drill:
             result = DrillResult(
                 False, entry.checkpoint if entry else "", failure_of(error), str(error), 0.0
             )
+
             if entry is None:
                 log.error(
                     "drill_failed", target=target.name, reason="none_stored", error=str(error)
@@ -85,6 +87,7 @@ class Drill:
                 result = DrillResult(False, entry.checkpoint, error.reason, str(error), 0.0)
 
         seconds = time.monotonic() - started
+
         if restore_id is not None:
             outcome, reason = ("ok", None) if result.ok else ("failed", result.reason)
             self.catalog.finish_restore(restore_id, outcome, reason, result.detail)
@@ -92,6 +95,7 @@ class Drill:
         store.mark_verified(entry, result.ok, result.detail)
         self.metrics.verify_duration.labels(*labels).observe(seconds)
         self.metrics.restores.labels(*labels, "ok" if result.ok else "failed").inc()
+
         if result.ok:
             self.metrics.verify_last_success.labels(*labels).set(time.time())
             log.info(
@@ -130,9 +134,11 @@ class Drill:
             isolated=True,
             origin="drill",
         )
+
         try:
             Restorer(self.engine, store).restore(request)
             self._watch(clone, verify.run_for.total_seconds())
+
             if verify.probe:
                 self._probe(clone, verify.probe)
         finally:
@@ -148,6 +154,7 @@ class Drill:
         deadline = time.monotonic() + run_for
         while time.monotonic() < deadline:
             state = self.calls.inspect(clone)["State"]
+
             if not state["Running"]:
                 raise DrillFailedError(
                     "clone_died",
@@ -160,6 +167,7 @@ class Drill:
     def _probe(self, clone: str, probe: list[str]) -> None:
         """Raise DrillFailedError unless ``probe`` exits 0 inside the clone."""
         result = self.calls.exec(clone, probe, PROBE_TIMEOUT_S)
+
         if result.timed_out or result.exit_code != 0:
             problem = "timed out" if result.timed_out else f"exited with {result.exit_code}"
             raise DrillFailedError(

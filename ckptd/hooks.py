@@ -38,6 +38,7 @@ def run_hooks(calls: EngineCalls, container: str, hooks: Hooks, phase: str) -> l
         result = calls.exec(container, command, timeout_s)
         seconds = round(time.monotonic() - started, 3)
         problem = None
+
         if result.timed_out:
             _kill(result.pid)
             problem = f"timed out after {timeout_s:g} s"
@@ -49,6 +50,7 @@ def run_hooks(calls: EngineCalls, container: str, hooks: Hooks, phase: str) -> l
             continue
 
         log.warning("hook_failed", phase=phase, command=command, problem=problem)
+
         if hooks.on_error == "abort" and phase == "pre":
             raise HookFailedError(phase, command, problem)
 

@@ -121,6 +121,7 @@ class Restorer:
             request.origin if request.origin != "cli" else ("into" if request.into else "in_place")
         )
         run: Callable[[], RestoreResult]
+
         if self.store is None:
             data = self.calls.inspect(request.container)
             checkpoint = self._engine_checkpoint(data, request)
@@ -134,6 +135,7 @@ class Restorer:
             run = partial(self._restore, request, entry)
 
         restore_id = None
+
         if self.catalog is not None:
             restore_id = self.catalog.begin_restore(*ident, mode)
 
@@ -153,6 +155,7 @@ class Restorer:
     def _engine_checkpoint(self, data: dict[str, Any], request: RestoreRequest) -> str:
         """Return the engine checkpoint the request names ("latest": the target's newest)."""
         names = self.engine.list_checkpoints(str(data["Id"]))
+
         if request.into:
             raise RestoreError("refused", "--into needs a store; this target has store: engine")
 
@@ -166,6 +169,7 @@ class Restorer:
 
         refs = [r for r in map(parse_checkpoint_name, names) if r is not None]
         refs = [r for r in refs if not request.target or r.target == request.target]
+
         if not refs:
             raise RestoreError("not_found", f"container {request.container!r} has no checkpoint")
 
@@ -207,6 +211,7 @@ class Restorer:
 
         data = self._prepare(request, entry, result)
         result.container_id = str(data["Id"])
+
         try:
             self._restore_into(request, entry, data, result)
         except CkptdError:
@@ -228,6 +233,7 @@ class Restorer:
     def _entry(self, request: RestoreRequest) -> StoreEntry:
         """Return the store entry to restore: of the live container's id, else by name."""
         assert self.store is not None
+
         try:
             live = self.engine.container(request.container)
         except ContainerNotFoundError:
@@ -275,6 +281,7 @@ class Restorer:
         """Put the files back, stage the images, start from them and confirm a new process."""
         container_id = str(data["Id"])
         rootfs = entry.path / ROOTFS
+
         if rootfs.is_file() and rootfs.stat().st_size > 0:
             self.progress("putting back the files the container had at the dump")
             phase = time.monotonic()
@@ -284,6 +291,7 @@ class Restorer:
         staged_name = STAGING_PREFIX + uuid.uuid4().hex[:12]
         staged = self.calls.container_folder(data) / "checkpoints" / staged_name
         unpacked_before = _unpacked_folders()
+
         try:
             staging = link_or_copy(entry.path / IMAGES, staged)
             result.staging = staging.method
@@ -320,6 +328,7 @@ class Restorer:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             state = self.calls.inspect(container_id)["State"]
+
             if state["Running"]:
                 self.calls.stop(container_id)
                 return
@@ -335,6 +344,7 @@ class Restorer:
         while True:
             state = self.calls.inspect(container_id)["State"]
             fresh = state.get("StartedAt") != started_before
+
             if state["Running"] and state.get("Pid") and fresh:
                 return int(state["Pid"])
 
@@ -381,6 +391,7 @@ def create_body(
     host_config: dict[str, Any] = copy.deepcopy(container["host_config"])
     # A clone the engine deleted on exit would take its logs (the drill's evidence) with it.
     host_config["AutoRemove"] = False
+
     if network_mode is not None:
         host_config["NetworkMode"] = network_mode
 
@@ -390,6 +401,7 @@ def create_body(
         body["Labels"] = {}
         host_config["RestartPolicy"] = {"Name": "no"}
         host_config["Binds"] = [_read_only(bind) for bind in host_config.get("Binds") or []]
+
         for mount in host_config.get("Mounts") or []:
             mount["ReadOnly"] = True
 
@@ -400,6 +412,7 @@ def create_body(
 def _read_only(bind: str) -> str:
     """Return a "source:target[:options]" bind with "ro" in place of "rw"."""
     parts = bind.split(":")
+
     if len(parts) == 2:
         return f"{bind}:ro"
 
@@ -442,6 +455,7 @@ def _remove_unpacked(before: set[Path], files: dict[str, int]) -> None:
 def _processes() -> list[tuple[int, int, list[str]]]:
     """Return (pid, parent pid, argv) of every process on this host."""
     found: list[tuple[int, int, list[str]]] = []
+
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
             continue
@@ -511,6 +525,7 @@ def restore_at_start(restorer: Restorer, target: Target, metrics: Metrics) -> Re
         target.container, checkpoint, target=target.name, origin="restore_on_start"
     )
     labels = (target.name, target.container)
+
     try:
         result = restorer.restore(request)
     except CkptdError as error:

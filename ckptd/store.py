@@ -102,6 +102,7 @@ class Staging:
 def sha256_of(path: Path) -> str:
     """Return the hex sha256 of the file at ``path``."""
     digest = hashlib.sha256()
+
     with open(path, "rb") as handle:
         while chunk := handle.read(_CHUNK):
             digest.update(chunk)
@@ -138,6 +139,7 @@ def link_or_copy(source: Path, folder: Path) -> Staging:
 def check_name(kind: str, value: str) -> str:
     """Return ``value`` when it is safe as one path component; raise StoreError otherwise."""
     pattern = _ID_RE if kind == "container id" else _NAME_RE
+
     if not pattern.fullmatch(value):
         raise StoreError(f"{kind} {value!r} cannot name a store folder")
 
@@ -274,6 +276,7 @@ class Store:
             if container in (e.container_name, e.container_id)
             or e.container_id.startswith(container)
         ]
+
         if checkpoint != "latest":
             matches = [e for e in matches if e.checkpoint == checkpoint]
 
@@ -290,6 +293,7 @@ class Store:
 
         for record in entry.manifest["files"]:
             path = entry.path / str(record["path"])
+
             if not path.is_file():
                 problems.append(f"{record['path']}: missing")
             elif path.stat().st_size != int(record["size"]):
@@ -307,6 +311,7 @@ class Store:
         """Raise StoreError naming the damage unless every checksum matches; return seconds."""
         started = time.monotonic()
         problems = self.verify(entry)
+
         if problems:
             raise DamagedCheckpointError(
                 f"checkpoint {entry.checkpoint!r} in {entry.path} is damaged, not restored: "
@@ -324,6 +329,7 @@ class Store:
         """Return the newest entry of the container whose last drill passed."""
         for entry in self.entries(container_id):
             record = entry.verified()
+
             if record and record.get("ok"):
                 return entry
 
@@ -332,6 +338,7 @@ class Store:
     def remove(self, container_id: str, checkpoint: str) -> bool:
         """Delete one entry; return whether it existed."""
         folder = self.folder(container_id, checkpoint)
+
         if not folder.exists():
             return False
 
@@ -344,6 +351,7 @@ class Store:
         entry = StoreEntry(folder, manifest)
         self.require_intact(entry)
         target = self.folder(entry.container_id, entry.checkpoint)
+
         if target.exists():
             raise StoreError(
                 f"the store already holds {entry.checkpoint!r} of {entry.container_id}"
@@ -426,12 +434,14 @@ def capture_changes(
             stream, _stat = calls.get_archive(container_id, path)
             parent = os.path.dirname(path.rstrip("/"))
             blob = io.BytesIO(b"".join(stream))
+
             with tarfile.open(fileobj=blob, mode="r:") as part:
                 for member in part.getmembers():
                     full = os.path.join(parent, member.name)
                     data = part.extractfile(member) if member.isfile() else None
                     member.name = full.lstrip("/")
                     recorded = sizes.get(full)
+
                     if data is not None and recorded is not None and recorded != member.size:
                         if recorded < member.size:
                             member.size = recorded

@@ -34,20 +34,24 @@ class Backoff:
     def should_skip(self, target: str) -> bool:
         """Return True when this scheduled run of ``target`` is to be skipped (and count it)."""
         state = self._states.get(target)
+
         if state is None or state.failures < 2:
             return False
 
         allowed = min(2 ** (state.failures - 1) - 1, MAX_SKIPPED_RUNS)
+
         if state.skipped >= allowed or self._monotonic() - state.failed_at >= MAX_BACKOFF_S:
             return False
 
         state.skipped += 1
+
         return True
 
     def record(self, target: str, reason: str | None) -> None:
         """Record the outcome of a run: ``reason`` None for success, else the failure reason."""
         if reason is None or reason in NO_BACKOFF:
             self._states.pop(target, None)
+
             return
 
         state = self._states.setdefault(target, _State())
@@ -58,4 +62,5 @@ class Backoff:
     def failures(self, target: str) -> int:
         """Return how many runs of ``target`` failed in a row."""
         state = self._states.get(target)
+
         return 0 if state is None else state.failures

@@ -163,6 +163,7 @@ def ensure_state_dir(path: Path) -> Path:
     try:
         path.mkdir(mode=0o700, parents=True, exist_ok=True)
         mode = stat.S_IMODE(path.stat().st_mode)
+
         if mode != 0o700:
             os.chmod(path, 0o700)
             log.warning("state_dir_mode_tightened", path=str(path), was=oct(mode))
@@ -212,6 +213,7 @@ class Catalog:
         """Create the schema or bring an older one up to SCHEMA_VERSION."""
         try:
             connection = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000)
+
             try:
                 # WAL lets the CLI read while the daemon writes; the mode sticks to the file.
                 connection.execute("PRAGMA journal_mode = WAL")
@@ -223,6 +225,7 @@ class Catalog:
 
         with self._connect(write=True) as db:
             version = int(db.execute("PRAGMA user_version").fetchone()[0])
+
             if version > SCHEMA_VERSION:
                 raise CatalogError(
                     self.path,
@@ -270,6 +273,7 @@ class Catalog:
                     _stamp(started_at or _now()),
                 ),
             )
+
             return int(cursor.lastrowid or 0)
 
     def finish_attempt(
@@ -290,14 +294,17 @@ class Catalog:
         measurement when the wall clock may have jumped.
         """
         ended = ended_at or _now()
+
         with self._connect(write=True) as db:
             row = db.execute(
                 "SELECT started_at FROM attempts WHERE id = ?", (attempt_id,)
             ).fetchone()
+
             if row is None:
                 raise CatalogError(self.path, f"no attempt with id {attempt_id}")
 
             started = datetime.fromisoformat(row["started_at"])
+
             if duration_s is None:
                 duration_s = max(0.0, (ended - started).total_seconds())
 
@@ -328,6 +335,7 @@ class Catalog:
         """Record an attempt that failed before any checkpoint was named; return its id."""
         attempt_id = self.begin_attempt(target, container_id, container_name, "", None, origin)
         self.finish_attempt(attempt_id, "failed", reason=reason, message=message)
+
         return attempt_id
 
     def adopt(
@@ -358,6 +366,7 @@ class Catalog:
                 ),
             )
             log.info("checkpoint_adopted", target=target, checkpoint=checkpoint)
+
             return int(cursor.lastrowid or 0)
 
     def attempt(self, attempt_id: int) -> Attempt | None:
@@ -371,6 +380,7 @@ class Catalog:
         """Return the newest ``limit`` attempts (of ``target``, when given), newest first."""
         query = "SELECT * FROM attempts"
         params: tuple[object, ...] = ()
+
         if target is not None:
             query += " WHERE target = ?"
             params = (target,)
@@ -409,6 +419,7 @@ class Catalog:
             " WHERE result = 'ok' AND deleted_at IS NULL AND checkpoint IS NOT NULL"
         )
         params: list[object] = []
+
         if target is not None:
             query += " AND target = ?"
             params.append(target)
@@ -452,6 +463,7 @@ class Catalog:
                 " VALUES (?, ?, ?, ?, ?, 'deleting')",
                 (target, container_id, checkpoint, _stamp(_now()), reason),
             )
+
             return int(cursor.lastrowid or 0)
 
     def finish_prune(self, prune_id: int, deleted: bool, message: str | None = None) -> None:
@@ -460,6 +472,7 @@ class Catalog:
             row = db.execute(
                 "SELECT container_id, checkpoint FROM prunes WHERE id = ?", (prune_id,)
             ).fetchone()
+
             if row is None:
                 raise CatalogError(self.path, f"no prune with id {prune_id}")
 
@@ -468,6 +481,7 @@ class Catalog:
                 "UPDATE prunes SET state = ?, message = ? WHERE id = ?",
                 (state, message, prune_id),
             )
+
             if deleted:
                 db.execute(
                     "UPDATE attempts SET deleted_at = ? WHERE container_id = ? AND checkpoint = ?"
@@ -479,6 +493,7 @@ class Catalog:
         """Return the newest ``limit`` prune decisions, newest first, as plain rows."""
         query = "SELECT * FROM prunes"
         params: tuple[object, ...] = ()
+
         if target is not None:
             query += " WHERE target = ?"
             params = (target,)
@@ -505,6 +520,7 @@ class Catalog:
                 " started_at, result) VALUES (?, ?, ?, ?, ?, ?, 'in_progress')",
                 (target, container_id, container_name, checkpoint, mode, _stamp(_now())),
             )
+
             return int(cursor.lastrowid or 0)
 
     def finish_restore(
@@ -516,10 +532,12 @@ class Catalog:
     ) -> None:
         """Record how restore ``restore_id`` ended: ``ok`` or ``failed`` (with a reason)."""
         ended = _now()
+
         with self._connect(write=True) as db:
             row = db.execute(
                 "SELECT started_at FROM restores WHERE id = ?", (restore_id,)
             ).fetchone()
+
             if row is None:
                 raise CatalogError(self.path, f"no restore with id {restore_id}")
 
@@ -552,12 +570,14 @@ class Catalog:
         """Record a finished restore in one call; return its id."""
         restore_id = self.begin_restore(target, container_id, container_name, checkpoint, mode)
         self.finish_restore(restore_id, result, reason, message)
+
         return restore_id
 
     def restores(self, target: str | None = None, limit: int = 100) -> list[Restore]:
         """Return the newest ``limit`` restores (of ``target``, when given), newest first."""
         query = "SELECT * FROM restores"
         params: tuple[object, ...] = ()
+
         if target is not None:
             query += " WHERE target = ?"
             params = (target,)

@@ -31,4 +31,5 @@ class ClockWatch:
         wall, mono = self._wall(), self._monotonic()
         jump = (wall - self._last[0]) - (mono - self._last[1])
         self._last = (wall, mono)
+
         return jump if abs(jump) >= JUMP_THRESHOLD_S else None

@@ -105,6 +105,7 @@ def _reason_from_text(message: str, criu_log: str) -> str:
 def criu_log_path(message: str) -> Path | None:
     """Return the CRIU log the engine's ``message`` names, or None."""
     match = _CRIU_LOG_PATH.search(message)
+
     return None if match is None else Path(match[1])
 
 
@@ -114,6 +115,7 @@ def read_criu_excerpt(message: str) -> str | None:
     Returns None when the message names no log or the log is gone already.
     """
     path = criu_log_path(message)
+
     if path is None:
         return None
 
@@ -131,4 +133,5 @@ def excerpt(log_text: str) -> str:
     tail_start = max(0, len(lines) - _CRIU_TAIL_LINES)
     problems = [line for line in lines[:tail_start] if _CRIU_PROBLEM.search(line)]
     kept = [*problems, *(["..."] if problems else []), *lines[tail_start:]]
+
     return "\n".join(kept)[-MAX_EXCERPT_CHARS:]

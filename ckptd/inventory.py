@@ -36,10 +36,12 @@ def target_checkpoints(
 
     for name in sorted(present - known.keys()):
         ref = parse_checkpoint_name(name)
+
         if ref is not None and ref.target == target:
             catalog.adopt(target, container.id, container.name, name, ref.created, size_of(name))
 
     records = catalog.checkpoints(target=target, container_id=container.id)
+
     for record in records:
         if record.name not in present:
             catalog.mark_deleted(container.id, record.name)
@@ -58,6 +60,7 @@ def container_checkpoints(
     container = engine.container(container_ref)
     names = engine.list_checkpoints(container.id)
     targets = {ref.target for ref in map(parse_checkpoint_name, names) if ref is not None}
+
     if target is not None:
         targets = {target}
 
@@ -72,4 +75,5 @@ def container_checkpoints(
             lambda checkpoint: engine.checkpoint_size(container.id, checkpoint),
         )
     ]
+
     return sorted(records, key=lambda record: record.created, reverse=True)

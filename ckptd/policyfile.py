@@ -35,6 +35,7 @@ def file_mode_problem(path: Path) -> Problem | None:
         return None
 
     mode = stat.S_IMODE(info.st_mode)
+
     if mode & (stat.S_IWGRP | stat.S_IWOTH):
         return Problem(
             "",
@@ -58,6 +59,7 @@ def text_shape_problem(text: str) -> Problem | None:
     Deep indentation-based nesting is left to the parser, whose recursion limit ends it quickly.
     """
     size = len(text.encode("utf-8", errors="surrogatepass"))
+
     if size > MAX_BYTES:
         return Problem("", f"the file is {size} bytes; a policy may be at most {MAX_BYTES}")
 
@@ -79,6 +81,7 @@ def _flow_depth(text: str) -> int:
     """Return the deepest nesting of [ and { in ``text``, outside quotes and comments."""
     depth = deepest = 0
     quote = ""
+
     for line in text.splitlines():
         for char in line:
             if quote:
@@ -108,10 +111,12 @@ def expansion_problem(root: yaml.Node) -> Problem | None:
 
     while pending:
         node, children_done = pending.pop()
+
         if id(node) in sizes:
             continue
 
         children = _children(node)
+
         if not children_done:
             if id(node) in on_path:
                 return Problem("", "an alias refers to a value that contains it")
@@ -123,6 +128,7 @@ def expansion_problem(root: yaml.Node) -> Problem | None:
 
         on_path.discard(id(node))
         sizes[id(node)] = 1 + sum(sizes.get(id(child), 0) for child in children)
+
         if sizes[id(node)] > MAX_VALUES:
             return Problem(
                 "",

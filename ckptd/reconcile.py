@@ -73,6 +73,7 @@ def _engine_dumping(container_id: str) -> bool:
             continue
 
         program = Path(argv[0].decode(errors="replace")).name
+
         if program in ("runc", "criu") and any(container_id.encode() in arg for arg in argv):
             return True
 
@@ -97,6 +98,7 @@ class Reconciler:
     def run(self) -> list[Resolution]:
         """Resolve every attempt left ``in_progress``; return what was decided for each."""
         resolutions = []
+
         for attempt in self.catalog.in_progress():
             try:
                 resolutions.append(self._resolve(attempt))
@@ -108,6 +110,7 @@ class Reconciler:
 
     def _resolve(self, attempt: Attempt) -> Resolution:
         name = attempt.checkpoint
+
         try:
             container = self.engine.container(attempt.container_id or attempt.container_name)
         except ContainerNotFoundError:
@@ -119,6 +122,7 @@ class Reconciler:
         with self.lock(container):
             # The lock may have been held by a live `ckptd checkpoint` that has finished since.
             current = self.catalog.attempt(attempt.id)
+
             if current is not None and current.result != "in_progress":
                 return Resolution(attempt.id, name, current.result)
 
@@ -129,6 +133,7 @@ class Reconciler:
             return self._close(attempt, "failed", "interrupted; the engine has no such checkpoint")
 
         folder = self.engine.checkpoint_dir(container.id, name)
+
         if folder is not None and self._wait_for_complete(container.id, folder):
             size = self.engine.checkpoint_size(container.id, name)
             self.catalog.finish_attempt(
@@ -138,11 +143,13 @@ class Reconciler:
                 message="the engine finished it while ckptd was down; checked at start-up",
             )
             log.info("reconciled_complete", checkpoint=name, size_bytes=size)
+
             return Resolution(attempt.id, name, "ok")
 
         self.engine.delete_checkpoint(container.id, name)
         self.catalog.mark_deleted(container.id, name)
         log.warning("reconciled_incomplete_removed", checkpoint=name)
+
         return self._close(
             attempt, "incomplete", "interrupted; the incomplete checkpoint was removed"
         )
@@ -158,6 +165,7 @@ class Reconciler:
                 return True
 
             now = _fingerprint(folder)
+
             if now != last or _engine_dumping(container_id):
                 last, quiet_since = now, time.monotonic()
             elif time.monotonic() - quiet_since >= self.idle_s:
@@ -171,4 +179,5 @@ class Reconciler:
         reason = "cancelled"
         self.catalog.finish_attempt(attempt.id, result, reason=reason, message=message)
         log.info("reconciled", attempt=attempt.id, checkpoint=attempt.checkpoint, result=result)
+
         return Resolution(attempt.id, attempt.checkpoint, result)

@@ -63,12 +63,12 @@ clean:
 	rm -rf $(VENV) examples/cpp-app/build
 
 # `make install` as root: ckptd in its own venv, the unit, a policy to edit, the state folder.
-# DESTDIR stages everything under another root (packaging); PREFIX moves /opt/ckptd.
+# DESTDIR stages everything under another root (packaging); PREFIX moves /opt/ckptd. The venv
+# runs at PREFIX, not in DESTDIR (scripts/install-venv.sh says how).
 PREFIX ?= /opt/ckptd
 DESTDIR ?=
 install:
-	$(PYTHON) -m venv $(DESTDIR)$(PREFIX)
-	$(DESTDIR)$(PREFIX)/bin/pip install -q .
+	sh scripts/install-venv.sh $(PYTHON) $(PREFIX) $(DESTDIR)
 	install -d $(DESTDIR)/usr/local/bin $(DESTDIR)/etc/systemd/system
 	ln -sf $(PREFIX)/bin/ckptd $(DESTDIR)/usr/local/bin/ckptd
 	install -m 0644 systemd/ckptd.service $(DESTDIR)/etc/systemd/system/ckptd.service

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from ckptd.restore import CONTAINERD_TMP
+
 ROOT = Path(__file__).resolve().parents[1]
 UNIT = ROOT / "systemd" / "ckptd.service"
 INSTALLED = "/usr/local/bin/ckptd"
@@ -98,3 +100,12 @@ def test_the_unit_runs_ckptd_the_way_ckptd_expects() -> None:
     assert "docker.service" in found["Unit.After"][0].split()
     assert ["docker.service"] == found["Unit.BindsTo"]
     assert ["ckptd"] == found["Service.StateDirectory"]  # /var/lib/ckptd, the default state_dir
+
+
+def test_ckptd_sees_and_may_clean_containerds_unpacked_restore_copies() -> None:
+    # After a restore of its own, ckptd removes containerd's ctrd-checkpoint* copy from the
+    # host's /tmp (ckptd.restore); a private /tmp would hide it.
+    found = directives()
+    writable = [path for line in found["Service.ReadWritePaths"] for path in line.split()]
+    assert ["no"] == found.get("Service.PrivateTmp", ["no"])
+    assert str(CONTAINERD_TMP) in writable

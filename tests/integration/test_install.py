@@ -1,4 +1,4 @@
-"""`make install DESTDIR=...` stages a tree that runs once it is at PREFIX (pip and PyPI, no engine)."""
+"""`make install DESTDIR=...` stages a tree that runs at PREFIX once moved there (needs PyPI)."""
 
 from __future__ import annotations
 

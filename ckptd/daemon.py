@@ -104,7 +104,15 @@ class Daemon:
         self._loaded()
         # Serve only once every target's series exist and the engine was probed, so the first
         # scrape already sees them (at 0) rather than an empty or "engine down" page.
-        start_http_server(settings.metrics_port, settings.metrics_host, registry=self.registry)
+        try:
+            start_http_server(settings.metrics_port, settings.metrics_host, registry=self.registry)
+        except OSError as error:
+            raise CkptdError(
+                f"cannot serve metrics on daemon.metrics_address {settings.metrics_address}: "
+                f"{error.strerror or error}; is another ckptd or service listening there, or is "
+                "the address not one of this host's?"
+            ) from error
+
         log.info("metrics_listening", address=settings.metrics_address)
         self.scheduler.start()
         arm_watchdog(self.scheduler, self.notifier)

@@ -11,6 +11,10 @@ class CkptdError(Exception):
     """Base of every error ckptd reports to the operator without a traceback."""
 
 
+class UsageError(CkptdError):
+    """A command line that names something that does not exist (a target, a checkpoint)."""
+
+
 @dataclass(frozen=True)
 class Problem:
     """One thing wrong in a policy file: where, what was found, what was expected."""

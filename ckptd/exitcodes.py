@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import IntEnum
 
-from ckptd.errors import CkptdError, EngineNotReadyError, PolicyError
+from ckptd.errors import CkptdError, EngineNotReadyError, PolicyError, UsageError
 
 
 class ExitCode(IntEnum):
@@ -21,7 +21,7 @@ class ExitCode(IntEnum):
 
 def exit_code_for(error: CkptdError) -> ExitCode:
     """Return the exit status for a command that ended with ``error``."""
-    if isinstance(error, PolicyError):
+    if isinstance(error, PolicyError | UsageError):
         return ExitCode.USAGE
 
     if isinstance(error, EngineNotReadyError):

@@ -31,7 +31,7 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails, PydanticCustomError
 
-from ckptd.errors import CkptdError, PolicyError, Problem
+from ckptd.errors import PolicyError, Problem, UsageError
 from ckptd.naming import CONTAINER_REF
 from ckptd.policyfile import expansion_problem, file_mode_problem, text_shape_problem
 from ckptd.sizes import format_size, parse_size
@@ -633,13 +633,13 @@ class Policy(_Model):
         return store_location(self.daemon, target)
 
     def target(self, name: str) -> Target:
-        """Return the target called `name`; raise CkptdError listing the names when none is."""
+        """Return the target called `name`; raise UsageError listing the names when none is."""
         for target in self.targets:
             if target.name == name:
                 return target
 
         known = ", ".join(target.name for target in self.targets)
-        raise CkptdError(f"no target named {name!r} in policy; targets: {known}")
+        raise UsageError(f"no target named {name!r} in the policy; its targets: {known}")
 
 
 def store_location(daemon: DaemonSettings, target: Target | None) -> Path | None:

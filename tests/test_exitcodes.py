@@ -59,11 +59,17 @@ def test_an_unreachable_engine_exits_3(
     assert str(tmp_path / "no-engine.sock") in capsys.readouterr().err
 
 
-def test_a_failed_operation_exits_1(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_an_unknown_target_is_bad_usage(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     policy = tmp_path / "policy.yaml"
     policy.write_text("targets:\n  - {name: a, container: c, schedule: {every: 1m}}\n")
-    assert 1 == cli.main(["checkpoint", "--config", str(policy), "no-such-target"])
+    policy.chmod(0o600)
+    assert 2 == cli.main(["checkpoint", "--config", str(policy), "no-such-target"])
     assert "no target named 'no-such-target'" in capsys.readouterr().err
+
+
+def test_a_failed_operation_exits_1(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert 1 == cli.main(["status", "--socket", str(tmp_path / "absent.sock")])
+    assert "not running" in capsys.readouterr().err
 
 
 def test_every_command_has_help(capsys: pytest.CaptureFixture[str]) -> None:

@@ -11,7 +11,7 @@ import pytest
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from ckptd.errors import CkptdError, PolicyError, Problem
+from ckptd.errors import PolicyError, Problem, UsageError
 from ckptd.policy import (
     DaemonSettings,
     Policy,
@@ -252,7 +252,7 @@ def test_target_lookup_names_the_known_targets() -> None:
     policy = Policy(targets=[target(name="a"), target(name="b")])
 
     assert "b" == policy.target("b").name
-    with pytest.raises(CkptdError, match=r"no target named 'c' in policy; targets: a, b"):
+    with pytest.raises(UsageError, match=r"no target named 'c' in the policy; its targets: a, b"):
         policy.target("c")
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import socket
 import subprocess
 import time
 import urllib.request
@@ -133,3 +134,18 @@ def _last_step_before(app: AppContainer, when: float) -> int:
         if printed < when and text.startswith("step="):
             last = int(text.split()[0].removeprefix("step="))
     return last
+
+
+def test_a_busy_metrics_address_is_named_not_a_traceback(app: AppContainer, tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        policy = write_policy(tmp_path / "policy.yaml", app.name, port)
+        result = subprocess.run(
+            [*CKPTD, "run", "--config", str(policy)], capture_output=True, text=True, timeout=60
+        )
+
+    assert 1 == result.returncode, result.stderr
+    assert f"daemon.metrics_address 127.0.0.1:{port}" in result.stderr
+    assert "Traceback" not in result.stderr

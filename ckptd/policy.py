@@ -669,6 +669,8 @@ def load_policy(path: Path) -> Policy:
         policy = Policy.model_validate(data)
     except ValidationError as exc:
         problems += _validation_problems(exc, data, root)
+    else:
+        problems += _jitter_problems(policy, root)
 
     if problems:
         raise PolicyError(path, sorted(problems, key=lambda problem: problem.line or 0))
@@ -811,6 +813,27 @@ def _validation_problems(exc: ValidationError, data: dict[Any, Any], root: Any) 
         problems.append(Problem(_location(loc), _message(error), value, _line_of(root, loc)))
 
     return problems + _duplicate_name_problems(data, root)
+
+
+def _jitter_problems(policy: Policy, root: Any) -> list[Problem]:
+    """Return a problem at targets[i].jitter for each jitter as long as its `every` interval.
+
+    Such a jitter can push every run past the next one, so the target may never be
+    checkpointed while its expected interval (and the staleness alert) says it should be.
+    """
+    problems: list[Problem] = []
+    for index, target in enumerate(policy.targets):
+        every = target.schedule.every
+        if every is None or target.jitter < every:
+            continue
+
+        loc: Loc = ("targets", index, "jitter")
+        message = f"jitter must be shorter than the schedule's interval ({format_duration(every)})"
+        problems.append(
+            Problem(_location(loc), message, format_duration(target.jitter), _line_of(root, loc))
+        )
+
+    return problems
 
 
 def _duplicate_name_problems(data: dict[Any, Any], root: Any) -> list[Problem]:

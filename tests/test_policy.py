@@ -671,3 +671,17 @@ def test_a_selector_replaces_the_container(tmp_path: Path) -> None:
     assert not target.selector.matches({"app": "other"})
     assert "containers labelled app=solver" == target.describe_containers()
     assert "solver-1" == target.bound("solver-1").container
+
+
+def test_a_jitter_as_long_as_the_interval_is_refused(tmp_path: Path) -> None:
+    problems = problems_of(tmp_path, MINIMAL + "    jitter: 5m\n")
+
+    assert ["targets[0].jitter"] == [problem.location for problem in problems]
+    assert "shorter than the schedule's interval (5m)" in problems[0].message
+    assert problems[0].line is not None
+
+
+def test_a_jitter_shorter_than_the_interval_is_fine(tmp_path: Path) -> None:
+    policy = load_policy(write(tmp_path, MINIMAL + "    jitter: 4m59s\n"))
+
+    assert timedelta(minutes=4, seconds=59) == policy.targets[0].jitter

@@ -345,7 +345,7 @@ def main() -> int:
     parser.add_argument(
         "--fleet-steady",
         default="runc:2",
-        help="ENGINE:MAX_CONCURRENT runs with jitter = interval - 1 s, comma-separated ('' for none)",
+        help="ENGINE:MAX_CONCURRENT runs with jitter = interval - 1 s, comma-separated ('' none)",
     )
     parser.add_argument("--retention-count", type=int, default=100_000)
     parser.add_argument("--no-podman", action="store_true")

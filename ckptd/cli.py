@@ -14,7 +14,7 @@ from ckptd import __version__, retention_cli
 from ckptd.catalog import Catalog, CheckpointRecord
 from ckptd.checkpointer import Checkpointer
 from ckptd.engine import Engine
-from ckptd.errors import CkptdError, PolicyError
+from ckptd.errors import CkptdError, ContainerNotFoundError, PolicyError
 from ckptd.exitcodes import ExitCode, exit_code_for
 from ckptd.inventory import container_checkpoints
 from ckptd.logs import configure_logging
@@ -122,11 +122,20 @@ def cmd_list(args: argparse.Namespace) -> int:
         pairs = [(args.target, c.name) for c in engine.containers()]
 
     catalog = Catalog(settings.state_dir)
+    missing = 0
     print(f"{'TARGET':<16} {'CONTAINER':<24} {'CREATED (UTC)':<21} {'SIZE (MiB)':>10} NAME")
     for target, container in pairs:
-        _print_checkpoints(container, container_checkpoints(catalog, engine, container, target))
+        # One container gone (docker rm) must not hide every other target's checkpoints.
+        try:
+            records = container_checkpoints(catalog, engine, container, target)
+        except ContainerNotFoundError as error:
+            print(f"ckptd: target {target!r} skipped: {error}", file=sys.stderr)
+            missing += 1
+            continue
 
-    return 0
+        _print_checkpoints(container, records)
+
+    return EXIT_FAILURE if missing else 0
 
 
 def cmd_checkpoint(args: argparse.Namespace) -> int:

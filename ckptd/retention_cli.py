@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -14,7 +15,7 @@ from prometheus_client import CollectorRegistry
 from ckptd.catalog import Catalog
 from ckptd.checkpointer import Checkpointer
 from ckptd.engine import Engine
-from ckptd.errors import CkptdError
+from ckptd.errors import CkptdError, ContainerNotFoundError
 from ckptd.logs import configure_logging
 from ckptd.metrics import Metrics
 from ckptd.naming import parse_checkpoint_name
@@ -55,22 +56,33 @@ def cmd_prune(args: argparse.Namespace) -> int:
     checkpointer = Checkpointer(engine, Metrics(CollectorRegistry()), catalog, daemon=policy.daemon)
 
     reports: list[dict[str, Any]] = []
+    skipped: list[dict[str, str]] = []
     failed = False
 
     for target in targets:
-        if args.dry_run:
-            container = engine.container(target.container)
-            plan = checkpointer.pruner.plan(target, container, datetime.now(UTC))
-            deleted: list[str] = []
-        else:
-            outcome = checkpointer.prune(target)
-            plan, deleted = outcome.plan, outcome.deleted
-            failed = failed or bool(outcome.failed)
+        # One container gone (docker rm) must not hide every other target's plan.
+        try:
+            if args.dry_run:
+                container = engine.container(target.container)
+                plan = checkpointer.pruner.plan(target, container, datetime.now(UTC))
+                deleted: list[str] = []
+            else:
+                outcome = checkpointer.prune(target)
+                plan, deleted = outcome.plan, outcome.deleted
+                failed = failed or bool(outcome.failed)
+        except ContainerNotFoundError as error:
+            skipped.append(
+                {"target": target.name, "container": target.container, "why": str(error)}
+            )
+            print(f"ckptd: target {target.name!r} skipped: {error}", file=sys.stderr)
+            failed = True
+            continue
 
         reports.append(_report(target, plan, deleted, args.dry_run))
 
     if args.json:
-        print(json.dumps({"dry_run": args.dry_run, "targets": reports}, indent=2))
+        document = {"dry_run": args.dry_run, "targets": reports, "skipped": skipped}
+        print(json.dumps(document, indent=2))
     else:
         for report in reports:
             print(render_report(report))

@@ -43,6 +43,15 @@ LIVE_RESTORE_HINT = (
     "dockerd forgets a container's runtime options when it restarts with live-restore, and "
     "cannot checkpoint that container until it is restarted"
 )
+# Engine messages that mean CRIU itself is missing, too old or unusable on this kernel (rather
+# than CRIU refusing one container, whose own log says why): only these get CRIU_HINT.
+CRIU_SETUP_SIGNS = (
+    "executable file not found",
+    "criu: not found",
+    "unexpected rt vdso",
+    "can't get 1:16 opt",
+    "criu version",
+)
 CRIU_HINT = (
     "CRIU >= 4.2 must be installed where runc finds it and `criu check` must pass "
     "(scripts/setup-engine.sh builds it when Debian's is older)"
@@ -145,7 +154,7 @@ def _explain(error: APIError) -> str:
     if "experimental" in lowered:
         return f"{reason}; {EXPERIMENTAL_HINT}"
 
-    if "criu" in lowered:
+    if "criu" in lowered and any(sign in lowered for sign in CRIU_SETUP_SIGNS):
         return f"{reason}; {CRIU_HINT}"
 
     if "invalid task checkpoint option" in lowered:

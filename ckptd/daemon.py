@@ -325,11 +325,9 @@ class Daemon:
             policy = load_policy(self.policy_path)
         except PolicyError as error:
             self.metrics.reload_successful.set(0)
-            log.error(
-                "reload_rejected",
-                policy=str(self.policy_path),
-                problems=[problem.render() for problem in error.problems],
-            )
+            problems = [problem.render() for problem in error.problems]
+            log.error("reload_rejected", policy=str(self.policy_path), problems=problems)
+            self.status.record_reload(problems, datetime.now(UTC))
             self.notifier.ready(f"policy reload rejected, previous policy kept; {self._summary()}")
             return
 
@@ -340,6 +338,7 @@ class Daemon:
 
         self._schedule(policy)
         self._loaded()
+        self.status.record_reload([], datetime.now(UTC))
         log.info("policy_reloaded", policy=str(self.policy_path), targets=len(policy.targets))
         self.notifier.ready(self._summary())
 

@@ -34,12 +34,27 @@ def _iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="seconds")
 
 
+# How many of a rejected reload's problems `ckptd status` shows (the log has all of them).
+SHOWN_PROBLEMS = 3
+
+
 class StatusBook:
     """Outcomes per (target, container), written by jobs and read by `ckptd status`."""
 
     def __init__(self) -> None:
         self._entries: dict[Key, ContainerStatus] = {}
+        self._reload: dict[str, Any] | None = None
         self._lock = threading.Lock()
+
+    def record_reload(self, problems: list[str], at: datetime) -> None:
+        """Record a policy reload: accepted when ``problems`` is empty, else rejected."""
+        with self._lock:
+            self._reload = {
+                "result": "failed" if problems else "ok",
+                "time": _iso(at),
+                "problems": problems[:SHOWN_PROBLEMS],
+                "problem_count": len(problems),
+            }
 
     def _entry(self, target: str, container: str) -> ContainerStatus:
         return self._entries.setdefault(
@@ -92,6 +107,7 @@ class StatusBook:
         """
         with self._lock:
             entries = {key: ContainerStatus(**asdict(e)) for key, e in self._entries.items()}
+            last_reload = None if self._reload is None else dict(self._reload)
 
         rows: list[dict[str, Any]] = []
         for target in targets:
@@ -107,7 +123,7 @@ class StatusBook:
             if not keys:
                 rows.append({"target": target, "container": None, "scheduled": False})
 
-        return {"time": _iso(now), "targets": rows}
+        return {"time": _iso(now), "targets": rows, "last_reload": last_reload}
 
     @staticmethod
     def _row(entry: ContainerStatus, scheduled: bool, next_run: datetime | None) -> dict[str, Any]:
@@ -164,12 +180,31 @@ def render_status(snapshot: Mapping[str, Any]) -> str:
         table.append(_render_row(row, now))
 
     widths = [max(len(line[i]) for line in table) for i in range(len(header) - 1)]
-    return "\n".join(
+    lines = [
         "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=False))
         + "  "
         + line[-1]
         for line in table
-    )
+    ]
+    return "\n".join([*lines, "", *render_reload(snapshot.get("last_reload"), now)])
+
+
+def render_reload(last_reload: Mapping[str, Any] | None, now: datetime) -> list[str]:
+    """Return the lines saying how the last policy reload went (and a rejected one's problems)."""
+    if last_reload is None:
+        return ["last reload: none since start"]
+
+    when = format_age(last_reload["time"], now)
+    if last_reload["result"] == "ok":
+        return [f"last reload: ok, {when}"]
+
+    lines = [f"last reload: FAILED, {when}; the previous policy is still in force"]
+    lines += [f"  {problem}" for problem in last_reload["problems"]]
+    more = last_reload["problem_count"] - len(last_reload["problems"])
+    if more > 0:
+        lines.append(f"  (and {more} more: see the log's reload_rejected event)")
+
+    return lines
 
 
 def _render_row(row: Mapping[str, Any], now: datetime) -> tuple[str, ...]:

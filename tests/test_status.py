@@ -51,6 +51,38 @@ def test_the_table_says_ages_reasons_and_sizes() -> None:
     assert "(no running container matches)" in lines[3]
 
 
+def test_a_rejected_reload_is_shown_with_its_first_problems() -> None:
+    book = book_with_history()
+    assert None is book.snapshot(["solver"], {}, NOW)["last_reload"]
+    assert "last reload: none since start" in render_status(book.snapshot(["solver"], {}, NOW))
+
+    problems = [f"targets[{i}].schedule.every: bad (got soon)" for i in range(5)]
+    book.record_reload(problems, NOW - timedelta(seconds=75))
+    snapshot = book.snapshot(["solver"], {}, NOW)
+    text = render_status(snapshot).splitlines()
+
+    assert {
+        "result": "failed",
+        "time": "2026-12-04T11:58:45+00:00",
+        "problems": problems[:3],
+        "problem_count": 5,
+    } == snapshot["last_reload"]
+    start = text.index("last reload: FAILED, 1m15s ago; the previous policy is still in force")
+    assert [f"  {problem}" for problem in problems[:3]] == text[start + 1 : start + 4]
+    assert "(and 2 more" in text[start + 4]
+
+
+def test_a_good_reload_after_a_rejected_one_says_ok() -> None:
+    book = book_with_history()
+    book.record_reload(["targets[0].colour: unknown key"], NOW - timedelta(seconds=60))
+    book.record_reload([], NOW)
+    snapshot = book.snapshot(["solver"], {}, NOW)
+
+    assert "ok" == snapshot["last_reload"]["result"]
+    assert [] == snapshot["last_reload"]["problems"]
+    assert "last reload: ok, 0s ago" == render_status(snapshot).splitlines()[-1]
+
+
 @pytest.mark.parametrize(
     ("seconds", "expected"),
     [(0, "0s ago"), (75, "1m15s ago"), (7300, "2h1m ago"), (90000, "1d1h ago")],

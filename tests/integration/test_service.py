@@ -250,11 +250,17 @@ def test_a_broken_policy_on_reload_keeps_the_old_one_running(
     while "rejected" not in status["STATUS"]:
         status = daemon.receive("STATUS")
 
+    # The policy file is broken now: ask the socket the running daemon listens on.
+    socket_path = str(tmp_path / "run" / "control.sock")
+    rejected_status = json.loads(run_ckptd("status", "--socket", socket_path, "--json").stdout)
+    rejected_table = run_ckptd("status", "--socket", socket_path).stdout
+
     time.sleep(1.1)  # a new load time must be distinguishable from the first one
     write_service_policy(tmp_path, port, [good.replace("2s", "3s")])
     daemon.process.send_signal(signal.SIGHUP)
     daemon.wait_event(event("policy_reloaded"), after=still_running)
     fixed = scrape(port)
+    fixed_status = json.loads(run_ckptd("status", "--socket", socket_path, "--json").stdout)
     assert 0 == daemon.stop()
 
     problems = daemon.events()[rejected]["problems"]
@@ -265,6 +271,11 @@ def test_a_broken_policy_on_reload_keeps_the_old_one_running(
     assert "previous policy kept" in status["STATUS"]
     assert 1 == fixed[("ckptd_config_last_reload_successful", ())]
     assert loaded_at < fixed[("ckptd_config_last_reload_success_timestamp_seconds", ())]
+    assert "failed" == rejected_status["last_reload"]["result"]
+    assert rejected_status["last_reload"]["problem_count"] >= 2
+    assert any("targets[0].colour" in p for p in rejected_status["last_reload"]["problems"])
+    assert "last reload: FAILED" in rejected_table and "targets[0]." in rejected_table
+    assert "ok" == fixed_status["last_reload"]["result"]
 
 
 def test_a_label_selected_target_picks_up_a_container_started_later_and_status_shows_it(

@@ -30,8 +30,32 @@ class Problem:
         if self.line is not None:
             where = f"line {self.line}: {where}"
 
-        shown = "" if self.value is None else f" (got {self.value!r})"
+        shown = "" if self.value is None else f" (got {yaml_value(self.value)})"
         return f"{where}: {self.message}{shown}"
+
+
+def yaml_value(value: Any) -> str:
+    """Return a policy value as its YAML author wrote it: true, null, 'text', [1, 2].
+
+    A mapping is named by its keys (a whole target would not fit on one line).
+    """
+    if isinstance(value, bool):
+        return "true" if value else "false"
+
+    if value is None:
+        return "null"
+
+    if isinstance(value, str):
+        return repr(value)
+
+    if isinstance(value, dict):
+        keys = ", ".join(str(key) for key in value)
+        return f"a mapping with keys {keys}" if value else "an empty mapping"
+
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(yaml_value(item) for item in value) + "]"
+
+    return str(value)
 
 
 class PolicyError(CkptdError):

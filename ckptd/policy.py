@@ -31,7 +31,7 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails, PydanticCustomError
 
-from ckptd.errors import PolicyError, Problem, UsageError
+from ckptd.errors import PolicyError, Problem, UsageError, yaml_value
 from ckptd.naming import CONTAINER_REF
 from ckptd.policyfile import expansion_problem, file_mode_problem, text_shape_problem
 from ckptd.sizes import format_size, parse_size
@@ -67,7 +67,7 @@ def parse_duration(text: str | int) -> timedelta:
     Raises ValueError naming the accepted forms when `text` is none of them or is negative.
     """
     if isinstance(text, bool) or not isinstance(text, int | str):
-        raise ValueError(f"{text!r} is not a duration; expected {DURATION_FORMS}")
+        raise ValueError(f"{yaml_value(text)} is not a duration; expected {DURATION_FORMS}")
 
     if isinstance(text, int):
         if text < 0:

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ckptd.sizes import format_size
+
 
 class CkptdError(Exception):
     """Base of every error ckptd reports to the operator without a traceback."""
@@ -124,7 +126,8 @@ class DiskSpaceError(CkptdError):
         self.free = free
         self.needed = needed
         super().__init__(
-            f"not checkpointing container {container!r}: {free} bytes free, {needed} needed "
+            f"not checkpointing container {container!r}: {format_size(free)} free, "
+            f"{format_size(needed)} needed "
             "(min_free_disk plus the estimated size of the checkpoint)"
         )
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from ckptd.errors import PolicyError, yaml_value
+from ckptd.errors import DiskSpaceError, PolicyError, yaml_value
 from ckptd.policy import load_policy
 
 
@@ -67,3 +67,9 @@ def test_container_or_selector_names_the_keys_it_found(tmp_path: Path) -> None:
     assert "exactly one of 'container'" in problems[0]
     assert problems[0].endswith("(got a mapping with keys name, schedule, jitter)")
     assert "{" not in problems[0].split("(got")[-1]
+
+
+def test_too_little_disk_is_said_in_units_people_read() -> None:
+    error = DiskSpaceError("cpp-1", free=512 * 1024**2, needed=3 * 1024**3 + 1024**3 // 2)
+
+    assert "'cpp-1': 512MiB free, 3.5GiB needed (min_free_disk" in str(error)

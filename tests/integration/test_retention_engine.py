@@ -162,7 +162,7 @@ def test_too_little_free_disk_skips_the_checkpoint_as_disk_space(
     refused = run_ckptd("checkpoint", "--config", str(policy), "it")
 
     assert 1 == refused.returncode
-    assert "bytes free" in refused.stderr
+    assert "B free, 1PiB needed" in refused.stderr
     assert '"reason": "disk_space"' in refused.stderr
     assert [kept] == ret_app.checkpoints()
 

@@ -124,7 +124,7 @@ def render_report(report: dict[str, Any]) -> str:
     rows = [
         (
             row["name"],
-            row["created"].replace("T", " "),
+            _seconds(row["created"]),
             format_size(row["size_bytes"]),
             "kept" if row["action"] == "keep" else "deleted",
             _why(row),
@@ -147,6 +147,11 @@ def render_report(report: dict[str, Any]) -> str:
         lines += [f"deleted {name}" for name in report["deleted"]] or ["deleted nothing"]
 
     return "\n".join(lines) + "\n"
+
+
+def _seconds(created: str) -> str:
+    """Return an ISO time as the table shows it, to the second: "2026-12-04 11:30:00Z"."""
+    return datetime.fromisoformat(created).astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
 
 
 def _why(row: dict[str, Any]) -> str:

@@ -55,3 +55,15 @@ def test_an_applied_plan_lists_what_it_deleted() -> None:
 
     assert "deleted ckptd-t-20261204T110000Z" == render_report(report).splitlines()[-1]
     assert ["ckptd-t-20261204T110000Z"] == report["deleted"]
+
+
+def test_the_table_shows_times_to_the_second() -> None:
+    # Checkpoints the engine made carry the engine's sub-second creation time.
+    target = Target.model_validate({"name": "t", "container": "c", "schedule": {"every": 60}})
+    made = NOW - timedelta(minutes=5, microseconds=123456)
+    plan = plan_retention([CheckpointRecord("ckptd-t-20261204T115459Z", made, MiB)], {}, NOW)
+
+    table = render_report(_report(target, plan, [], dry_run=True))
+
+    assert "ckptd-t-20261204T115459Z  2026-12-04 11:54:59Z  1MiB" in table
+    assert "123456" not in table

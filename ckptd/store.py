@@ -200,6 +200,11 @@ class Store:
             shutil.rmtree(partial, ignore_errors=True)
             raise
 
+        if staging.method == "copy":
+            # Hard links never cross a mount point, even on one disk (a bind-mounted
+            # /var/lib/docker, say): each checkpoint then costs its size twice on disk.
+            log.warning("store_copies_not_links", store=str(self.root), source=str(source))
+
         log.info(
             "checkpoint_stored",
             checkpoint=checkpoint,
@@ -282,7 +287,11 @@ class Store:
 
         if not matches:
             which = "any checkpoint" if checkpoint == "latest" else f"checkpoint {checkpoint!r}"
-            raise StoreError(f"the store {self.root} has no {which} of container {container!r}")
+            raise StoreError(
+                f"the store {self.root} has no {which} of container {container!r} (checkpoints "
+                "made before the store existed are only in Docker's folder: restore those with "
+                "store: engine on the target)"
+            )
 
         return matches[0]
 

@@ -104,3 +104,15 @@ def test_ckptd_as_an_operator_runs_it_refuses_too(tmp_path: Path) -> None:
     assert "chmod go-w" in done.stderr
     assert "Traceback" not in done.stderr
     assert os.access(path, os.R_OK)
+
+
+def test_a_double_dot_inside_a_target_name_stays_inside_one_folder_name(tmp_path: Path) -> None:
+    # Accepted (the README says why): a target name only ever appears inside a checkpoint name.
+    from datetime import UTC, datetime
+
+    (target,) = load_policy(write(tmp_path / "p.yaml", name="x..y")).targets
+    name = make_checkpoint_name(target.name, datetime.now(UTC), set())
+    _check_checkpoint_name("app", name)
+
+    assert name.startswith("ckptd-x..y-")
+    assert tmp_path == (tmp_path / name).resolve().parent

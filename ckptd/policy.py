@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import shlex
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from pathlib import Path
@@ -925,37 +926,91 @@ def _line_of(root: Any, loc: Loc) -> int | None:
     return line
 
 
+# check-config's summary wraps a target's line at this width, under the target's details.
+SUMMARY_COLUMNS = 100
+
+
 def summarize_policy(policy: Policy, path: Path) -> str:
     """Return a one-screen summary of a valid policy for `ckptd check-config`."""
     daemon = policy.daemon
+    settings = [
+        f"metrics on {daemon.metrics_address}",
+        f"up to {daemon.max_concurrent} checkpoint(s) at once",
+        f"stop timeout {format_duration(daemon.stop_timeout)}",
+        f"log level {daemon.log_level}",
+    ]
+    if daemon.min_free_disk is not None:
+        settings.append(f"keep {format_size(daemon.min_free_disk)} disk free")
+
+    settings += [f"engine {daemon.engine}", _describe_store(store_location(daemon, None))]
     lines = [
         f"{path}: OK, {len(policy.targets)} target(s)",
-        f"daemon: metrics on {daemon.metrics_address}, up to {daemon.max_concurrent} "
-        f"checkpoint(s) at once, stop timeout {format_duration(daemon.stop_timeout)}, "
-        f"log level {daemon.log_level}"
-        + (
-            ""
-            if daemon.min_free_disk is None
-            else f", keep {format_size(daemon.min_free_disk)} disk free"
-        ),
+        *_wrap_phrases("daemon: ", settings, len("daemon: ")),
         "targets:",
     ]
     width = max((len(target.name) for target in policy.targets), default=0)
-    lines += [f"  {_describe_target(target, width)}" for target in policy.targets]
+    for target in policy.targets:
+        lines += _describe_target(target, width)
+
     return "\n".join(lines)
 
 
-def _describe_target(target: Target, width: int) -> str:
-    """Return one summary line for `target`, its name padded to `width`."""
+def _wrap_phrases(head: str, phrases: list[str], indent: int) -> list[str]:
+    """Return ``head`` and the comma-separated phrases, wrapped between phrases, not inside one.
+
+    A target with hooks, a drill and a calendar retention says a lot; its continuation lines are
+    indented by ``indent`` so the target names stay a column of their own.
+    """
+    lines = [head]
+    for index, phrase in enumerate(phrases):
+        text = phrase + ("," if index < len(phrases) - 1 else "")
+        fits = len(lines[-1]) + 1 + len(text) <= SUMMARY_COLUMNS
+        if lines[-1].strip() and not fits:
+            lines.append(" " * indent + text)
+        else:
+            lines[-1] += ("" if lines[-1].endswith(" ") else " ") + text
+
+    return lines
+
+
+def _describe_store(location: Path | None) -> str:
+    """Return where checkpoints are kept, for the summary."""
+    return "no store (the engine's folders only)" if location is None else f"store {location}"
+
+
+def _describe_extras(target: Target) -> list[str]:
+    """Return the summary's phrases for a target's engine, store, restore, drill and hooks."""
+    extras = [f"engine {target.engine}"]
+    if target.store is not None:
+        extras.append(_describe_store(None if target.store == "engine" else Path(target.store)))
+
+    if target.restore_on_start:
+        extras.append("restore on start")
+
+    if target.verify is not None:
+        verify = target.verify
+        drill = f"drill every {format_duration(verify.every)} for {format_duration(verify.run_for)}"
+        extras.append(drill + (f" then probe {shlex.join(verify.probe)}" if verify.probe else ""))
+
+    if target.hooks is not None:
+        hooks = target.hooks
+        extras.append(
+            f"hooks {len(hooks.pre)} pre, {len(hooks.post)} post "
+            f"(timeout {format_duration(hooks.timeout)}, on error {hooks.on_error})"
+        )
+
+    return extras
+
+
+def _describe_target(target: Target, width: int) -> list[str]:
+    """Return the summary lines for `target`, its name padded to `width`."""
     running = "leave running" if target.leave_running else "stop after checkpoint"
     details = [
         target.describe_containers(),
         target.schedule.describe(),
         f"jitter {format_duration(target.jitter)}",
         running,
-        target.retention.describe(),
+        *target.retention.describe().split(", "),
+        *_describe_extras(target),
     ]
-    if target.engine != "docker":
-        details.append(f"engine {target.engine}")
-
-    return f"{target.name:<{width}}  " + ", ".join(details)
+    return _wrap_phrases(f"  {target.name:<{width}}  ", details, width + 4)

@@ -88,13 +88,42 @@ def test_example_policy_summary_has_one_line_per_target() -> None:
     lines = summary.splitlines()
 
     assert f"{EXAMPLE}: OK, 3 target(s)" == lines[0]
-    solver = (
-        "  solver      container ckptd-example, every 5m, jitter 30s, leave running, keep last 3"
+    assert lines[2].endswith("engine docker, store /var/lib/ckptd/store")
+    assert [
+        "  solver      container ckptd-example, every 5m, jitter 30s, leave running, keep last 3,",
+        "              engine docker, restore on start, drill every 6h for 20s then probe /app "
+        "save-state,",
+        "              hooks 1 pre, 0 post (timeout 30s, on error abort)",
+    ] == lines[4:7]
+    assert lines[7].startswith('  gameserver  container gameserver, cron "*/15 * * * *"')
+    assert lines[9].endswith("keep 10GiB disk free, engine runc")
+    assert lines[10].startswith("  workers     containers labelled app=solver, every 30m")
+    assert 12 == len(lines)
+    assert all(len(line) <= 100 for line in lines)
+
+
+def test_the_summary_says_where_each_target_is_stored(tmp_path: Path) -> None:
+    text = """
+    daemon: {store: engine}
+    targets:
+      - {name: a, container: c, schedule: {every: 1m}, store: /srv/ckpt}
+      - name: b
+        container: c
+        schedule: {every: 1m}
+        hooks: {post: [[/app, resume]], on_error: continue}
+        verify: {every: 1h}
+    """
+    path = write(tmp_path, text)
+    path.chmod(0o600)
+    lines = summarize_policy(load_policy(path), path).splitlines()
+
+    assert lines[2].endswith("engine docker, no store (the engine's folders only)")
+    assert lines[4].endswith("keep all, engine docker, store /srv/ckpt")
+    assert lines[5].endswith("keep all, engine docker,")
+    assert "drill every 1h for 20s, hooks 0 pre, 1 post (timeout 30s, on error continue)" == (
+        lines[6].strip()
     )
-    assert solver == lines[3]
-    assert lines[4].startswith('  gameserver  container gameserver, cron "*/15 * * * *"')
-    assert lines[5].startswith("  workers     containers labelled app=solver, every 30m")
-    assert 6 == len(lines)
+    assert "restore on start" not in "\n".join(lines)
 
 
 # --- durations -------------------------------------------------------------------------------

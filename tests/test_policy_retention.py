@@ -200,5 +200,5 @@ def test_the_summary_names_the_disk_budgets(tmp_path: Path) -> None:
 
     summary = summarize_policy(load_policy(path), path)
 
-    assert ", keep 5GiB disk free" in summary.splitlines()[1]
-    assert summary.splitlines()[3].endswith("keep all, at most 2GiB")
+    assert "keep 5GiB disk free, engine docker" in summary.splitlines()[2]
+    assert "keep all, at most 2GiB, engine docker" in " ".join(summary.split())

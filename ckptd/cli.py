@@ -79,7 +79,24 @@ def build_parser() -> argparse.ArgumentParser:
     doctor.add_argument("--json", action="store_true", help="print JSON for machines")
     retention_cli.add_parsers(commands)
     add_store_commands(commands)
+    # So that an error found after the subcommand shows that subcommand's usage (parse_command).
+    parser.set_defaults(command_parsers=commands.choices)
     return parser
+
+
+def parse_command(
+    parser: argparse.ArgumentParser, argv: Sequence[str] | None
+) -> argparse.Namespace:
+    """Return the parsed command line; exit 2 with the subcommand's usage on a stray argument.
+
+    argparse reports arguments no parser took from the top-level parser, whose usage line says
+    nothing about the subcommand that was given them.
+    """
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        args.command_parsers[args.command].error(f"unrecognized arguments: {' '.join(extra)}")
+
+    return args
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
@@ -219,7 +236,7 @@ COMMANDS = {
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit status."""
-    args = build_parser().parse_args(argv)
+    args = parse_command(build_parser(), argv)
     # Until a command sets the policy's level: warnings only, and on stderr, so that nothing
     # logged (a catalog created on first use, say) mixes with what a command prints.
     configure_logging("warning")

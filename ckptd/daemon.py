@@ -30,7 +30,7 @@ from ckptd.failures import failure_reason
 from ckptd.interval import expected_interval_seconds
 from ckptd.metrics import Metrics
 from ckptd.notify import Notifier, arm_watchdog
-from ckptd.policy import Policy, Target, load_policy, store_location
+from ckptd.policy import DaemonSettings, Policy, Target, load_policy, store_location
 from ckptd.probe import EngineProbe
 from ckptd.reconcile import Reconciler
 from ckptd.restore import Restorer, restore_at_start
@@ -49,6 +49,13 @@ def job_key(target: Target) -> str:
         return target.name
 
     return f"{target.name}@{target.container}"
+
+
+def changed_settings(running: DaemonSettings, loaded: DaemonSettings) -> list[str]:
+    """Return the `daemon:` keys whose value differs between the two, in the policy's order."""
+    return [
+        key for key in DaemonSettings.model_fields if getattr(running, key) != getattr(loaded, key)
+    ]
 
 
 class Daemon:
@@ -332,7 +339,13 @@ class Daemon:
             return
 
         if policy.daemon != self.policy.daemon:
-            log.warning("daemon_settings_need_restart", policy=str(self.policy_path))
+            log.warning(
+                "daemon_settings_need_restart",
+                policy=str(self.policy_path),
+                changed=[
+                    f"daemon.{key}" for key in changed_settings(self.policy.daemon, policy.daemon)
+                ],
+            )
             # The running daemon keeps its listeners and pool; only the targets change.
             policy = policy.model_copy(update={"daemon": self.policy.daemon})
 

@@ -6,6 +6,7 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType
@@ -157,7 +158,9 @@ class Daemon:
         """Make the jobs match ``policy``: add, replace and remove only what changed."""
         self.policy = policy
         if self.discovery is None and any(t.selector for t in policy.targets):
-            self.discovery = Discovery(Engine(self.checkpointer.engine.address), self._sync_jobs)
+            self.discovery = Discovery(
+                Engine(self.checkpointer.engine.address), self._sync_jobs, self._selected
+            )
             self.discovery.start()
             # READY=1 should mean the schedule is armed, discovered containers included.
             if not self.discovery.wait_connected(DISCOVERY_WAIT_S):
@@ -277,6 +280,11 @@ class Daemon:
         total = None if None in sizes else sum(size or 0 for size in sizes)
         newest = (records[0].name, records[0].created) if records else None
         self.status.record_inventory(target.name, target.container, len(records), total, newest)
+
+    def _selected(self, labels: Mapping[str, str]) -> bool:
+        """Return whether a selector of the running policy picks a container with ``labels``."""
+        selectors = [target.selector for target in self.policy.targets if target.selector]
+        return any(selector.matches(dict(labels)) for selector in selectors)
 
     def _loaded(self) -> None:
         self.metrics.reload_successful.set(1)

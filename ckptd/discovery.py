@@ -26,9 +26,17 @@ RETRY_MAX_S = 30.0
 class Discovery:
     """The running containers and their labels, and a callback whenever that set changes."""
 
-    def __init__(self, engine: Engine, on_change: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        on_change: Callable[[], None],
+        watched: Callable[[Mapping[str, str]], bool] = lambda labels: True,
+    ) -> None:
         self.engine = engine
         self.on_change = on_change
+        # Whether a container with these labels is one a selector picks: every start and stop
+        # on the host arrives here, and only those are worth an info line.
+        self.watched = watched
         self._running: dict[str, ContainerInfo] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -104,5 +112,6 @@ class Discovery:
             elif self._running.pop(container_id, None) is None:
                 return
 
-        log.info("container_event", action=action, container=name or container_id[:12])
+        level = log.info if self.watched(labels) else log.debug
+        level("container_event", action=action, container=name or container_id[:12])
         self.on_change()

@@ -7,6 +7,8 @@ import sys
 
 import structlog
 
+from ckptd.progress import LogHandler
+
 
 def configure_logging(level: str = "info") -> None:
     """Route structlog and the standard library's loggers (APScheduler, docker) to stderr."""
@@ -40,7 +42,8 @@ def configure_logging(level: str = "info") -> None:
             *renderers,
         ],
     )
-    handler = logging.StreamHandler(sys.stderr)
+    # On a terminal a CLI spinner may be showing on stderr: the handler erases it first.
+    handler = LogHandler(sys.stderr)
     handler.setFormatter(formatter)
     root = logging.getLogger()
     root.handlers[:] = [handler]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import logging
 import sys
 import threading
 import time
@@ -11,6 +12,31 @@ from typing import TextIO
 
 FRAMES = "|/-\\"
 REFRESH_S = 0.1
+# "Back to column 0, erase to the end of the line": how a spinner frame is drawn and removed.
+ERASE_LINE = "\r\033[K"
+
+# The spinner's frames and log lines share one terminal line: whoever writes holds this lock,
+# and `_unfinished` is the stream whose last line is a spinner frame (no newline yet), if any.
+_LINE_LOCK = threading.Lock()
+_unfinished: TextIO | None = None
+
+
+class LogHandler(logging.StreamHandler[TextIO]):
+    """A stream handler that erases a spinner frame before writing a log line over it.
+
+    The spinner draws its next frame below the log line, so the two never share a line.
+    """
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """Write ``record``, first erasing a spinner frame shown on the same stream."""
+        global _unfinished
+
+        with _LINE_LOCK:
+            if _unfinished is not None and _unfinished is self.stream:
+                self.stream.write(ERASE_LINE)
+                _unfinished = None
+
+            super().emit(record)
 
 
 class Spinner:
@@ -60,6 +86,10 @@ class Spinner:
                 return
 
     def _write(self, text: str) -> None:
-        # \r and "erase to end of line" redraw the line in place.
-        self.stream.write(f"\r\033[K{text}")
-        self.stream.flush()
+        global _unfinished
+
+        # Redrawn in place; a text without its newline is a frame a log line must erase first.
+        with _LINE_LOCK:
+            self.stream.write(f"{ERASE_LINE}{text}")
+            self.stream.flush()
+            _unfinished = None if text.endswith("\n") else self.stream

@@ -329,10 +329,18 @@ class Daemon:
 
     def _reconcile(self) -> None:
         reconciler = Reconciler(
-            self.checkpointer.engine, self.catalog, self.checkpointer.container_lock
+            self.checkpointer.engine,
+            self.catalog,
+            self.checkpointer.container_lock,
+            store_for=self._store_of,
         )
         resolutions = reconciler.run()
         log.info("reconcile_done", resolved=len(resolutions))
+
+    def _store_of(self, target_name: str) -> Path | None:
+        """Return where target ``target_name``'s checkpoints are stored (None: engine only)."""
+        named = [target for target in self.policy.targets if target.name == target_name]
+        return store_location(self.policy.daemon, named[0] if named else None)
 
     def _reload(self) -> None:
         self.notifier.reloading()

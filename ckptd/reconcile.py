@@ -3,7 +3,9 @@
 ckptd writes ``in_progress`` before it asks the engine, so after ckptd or dockerd died in the
 middle of a checkpoint the catalog says which ones to look at. Each is resolved under the
 container's lock: kept as good when the engine finished it, deleted when it is incomplete,
-closed as failed when nothing of it exists.
+closed as failed when nothing of it exists. A finished one of a target with a store is kept as
+good only once its store copy is made: until then it stays ``in_progress``, which retention keeps
+but never counts as the newest good one, and the next start tries again.
 """
 
 from __future__ import annotations
@@ -17,8 +19,9 @@ from pathlib import Path
 import structlog
 
 from ckptd.catalog import Attempt, Catalog
-from ckptd.engine import ContainerInfo, Engine
+from ckptd.engine import ContainerInfo, Engine, EngineCalls
 from ckptd.errors import CkptdError, ContainerNotFoundError
+from ckptd.store import MANIFEST, Store
 
 log = structlog.get_logger("ckptd.reconcile")
 
@@ -89,11 +92,14 @@ class Reconciler:
         catalog: Catalog,
         lock: Callable[[ContainerInfo], AbstractContextManager[None]],
         idle_s: float = IDLE_S,
+        store_for: Callable[[str], Path | None] = lambda target: None,
     ) -> None:
         self.engine = engine
         self.catalog = catalog
         self.lock = lock
         self.idle_s = idle_s
+        # Where a target's checkpoints are stored (None: in the engine only).
+        self.store_for = store_for
 
     def run(self) -> list[Resolution]:
         """Resolve every attempt left ``in_progress``; return what was decided for each."""
@@ -135,14 +141,16 @@ class Reconciler:
         folder = self.engine.checkpoint_dir(container.id, name)
 
         if folder is not None and self._wait_for_complete(container.id, folder):
+            stored = self._store_copy(attempt, container, name)
             size = self.engine.checkpoint_size(container.id, name)
+            message = "the engine finished it while ckptd was down; checked at start-up"
             self.catalog.finish_attempt(
                 attempt.id,
                 "ok",
                 size_bytes=size,
-                message="the engine finished it while ckptd was down; checked at start-up",
+                message=message + ("; stored" if stored else ""),
             )
-            log.info("reconciled_complete", checkpoint=name, size_bytes=size)
+            log.info("reconciled_complete", checkpoint=name, size_bytes=size, stored=stored)
 
             return Resolution(attempt.id, name, "ok")
 
@@ -153,6 +161,32 @@ class Reconciler:
         return self._close(
             attempt, "incomplete", "interrupted; the incomplete checkpoint was removed"
         )
+
+    def _store_copy(self, attempt: Attempt, container: ContainerInfo, name: str) -> bool:
+        """Make the store's copy of a finished checkpoint; return False when none is kept.
+
+        Raises StoreError or EngineError when the copy cannot be made: the attempt then stays
+        ``in_progress``, so it is neither counted as good nor deleted.
+        """
+        root = self.store_for(attempt.target)
+
+        if root is None:
+            return False
+
+        store = Store(root)
+
+        if (store.folder(container.id, name) / MANIFEST).is_file():
+            return True
+
+        calls = EngineCalls(self.engine)
+
+        try:
+            store.save(calls, calls.inspect(container.id), name, attempt.target, 0.0)
+        except CkptdError as error:
+            log.error("reconcile_store_failed", checkpoint=name, error=str(error))
+            raise
+
+        return True
 
     def _wait_for_complete(self, container_id: str, folder: Path) -> bool:
         """Wait while the engine may still be writing ``folder``; return True once complete."""

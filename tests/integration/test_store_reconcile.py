@@ -1,0 +1,79 @@
+"""A checkpoint the engine finished while ckptd was dead gets its store copy at the next start.
+
+ckptd is killed (SIGKILL) while the engine dumps; the daemon started again must not count the
+checkpoint as good without the store copy a restore (`--into` most of all) reads.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from ckptd.catalog import Catalog
+from tests.integration.conftest import CKPTD, AppContainer, docker, free_port, write_policy
+from tests.integration.faults import DaemonUnderTest, wait_until
+
+
+@pytest.fixture
+def big_app(app_image: str) -> Iterator[AppContainer]:
+    """Start the example app with enough memory that its dump takes a few seconds."""
+    name = f"fix2-{uuid.uuid4().hex[:8]}"
+    docker(
+        "run", "-d", "--name", name, "--network", "none",
+        "-e", "STARTUP_SECONDS=1", "-e", "TABLE_MB=96", "-e", "STEP_MS=200", app_image,
+    )  # fmt: skip
+    container = AppContainer(name)
+    try:
+        container.wait_for_steps(3)
+        yield container
+    finally:
+        docker("rm", "-f", name, check=False)
+        docker("rm", "-f", f"{name}-clone", check=False)
+
+
+def test_a_checkpoint_finished_while_ckptd_was_dead_is_stored_at_start_up(
+    big_app: AppContainer, tmp_path: Path
+) -> None:
+    policy = write_policy(
+        tmp_path / "policy.yaml",
+        big_app.name,
+        free_port(),
+        schedule="{every: 1h}",
+        leave_running="true",
+    )
+    catalog = Catalog(tmp_path / "state")
+    cli = subprocess.Popen(
+        [*CKPTD, "checkpoint", "--config", str(policy), "it"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    wait_until(catalog.in_progress, 60, "checkpoint under way")
+    cli.kill()
+    cli.wait(timeout=10)
+    [interrupted] = catalog.in_progress()
+    assert interrupted.checkpoint is not None
+    wait_until(lambda: interrupted.checkpoint in big_app.checkpoints(), 120, "the engine's dump")
+
+    daemon = DaemonUnderTest(policy).start()
+    try:
+        wait_until(lambda: daemon.events("reconcile_done"), 180, "reconcile at start-up")
+    finally:
+        assert 0 == daemon.stop(), daemon.log()
+
+    resolved = catalog.attempt(interrupted.id)
+    assert resolved is not None and "ok" == resolved.result, daemon.log()
+    stored = list((tmp_path / "state" / "store").glob(f"*/{interrupted.checkpoint}/manifest.json"))
+    assert 1 == len(stored), daemon.log()
+    clone = f"{big_app.name}-clone"
+    done = subprocess.run(
+        [*CKPTD, "restore", "--config", str(policy), "it", "--into", clone],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert 0 == done.returncode, done.stderr
+    assert f"restored {interrupted.checkpoint} into {clone}" in done.stdout

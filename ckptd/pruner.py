@@ -51,8 +51,12 @@ def build_records(
     target: str,
     pins: Collection[str] = (),
     verified: str | None = None,
+    stored: Collection[str] | None = None,
 ) -> list[CheckpointRecord]:
     """Return a retention record for every checkpoint of `container`.
+
+    `stored` names the checkpoints with a copy in the target's store (None: it has no store);
+    one of the target's without a copy is marked unstored, so it never is the newest good one.
 
     The target's good checkpoints, with their times and sizes, come from the catalog (through
     `inventory.target_checkpoints`, which adopts ones it has not seen). A name of this target
@@ -96,6 +100,7 @@ def build_records(
                 in_progress=origin is Origin.TARGET and known is None,
                 origin=origin,
                 verified=name == verified,
+                unstored=stored is not None and origin is Origin.TARGET and name not in stored,
             )
         )
 
@@ -134,9 +139,13 @@ class Pruner:
         """Return the retention records of `target`'s container, pins included."""
         pins = pinned(self.daemon.state_dir, target.name)
         root = store_location(self.daemon, target)
-        newest = None if root is None else Store(root).newest_verified(container.id)
+        store = None if root is None else Store(root)
+        newest = None if store is None else store.newest_verified(container.id)
         verified = None if newest is None else newest.checkpoint
-        return build_records(self.engine, self.catalog, container, target.name, pins, verified)
+        stored = None if store is None else {e.checkpoint for e in store.entries(container.id)}
+        return build_records(
+            self.engine, self.catalog, container, target.name, pins, verified, stored
+        )
 
     def plan(self, target: Target, container: ContainerInfo, now: datetime) -> RetentionPlan:
         """Return the retention plan for `target` as things stand on the engine."""

@@ -88,6 +88,9 @@ class CheckpointRecord:
     origin: Origin = Origin.TARGET
     # The newest checkpoint of the container whose restore drill passed.
     verified: bool = False
+    # The target keeps a store and this checkpoint has no copy there (its store step failed),
+    # so a restore from the store cannot use it: it is never the newest good one.
+    unstored: bool = False
 
 
 @dataclass(frozen=True)
@@ -151,7 +154,8 @@ def plan_retention(
         if r.origin is _OWN and not r.in_progress and r.created <= now
     ]
     matches = _match_rules(subjects, retention)
-    newest_good = subjects[0][1] if subjects else None
+    stored = [record for _, record in subjects if not record.unstored]
+    newest_good = stored[0] if stored else (subjects[0][1] if subjects else None)
 
     keep_all = not retention.has_rules()
     decisions: list[Decision] = []

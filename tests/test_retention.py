@@ -237,6 +237,32 @@ def test_the_newest_good_ignores_checkpoints_being_written() -> None:
     assert ("within 1h", "newest good") == reasons(plan)["good"]
 
 
+def test_the_newest_good_of_a_target_with_a_store_is_the_newest_with_a_store_copy() -> None:
+    records = [
+        record("unstored", NOW - timedelta(minutes=1), unstored=True),
+        record("stored", NOW - timedelta(hours=1)),
+        record("older", NOW - timedelta(hours=2)),
+    ]
+
+    plan = plan_retention(records, {"keep_last": 1}, NOW)
+
+    assert ["unstored", "stored"] == kept(plan)
+    assert ("newest good",) == reasons(plan)["stored"]
+    assert ("last",) == reasons(plan)["unstored"]
+
+
+def test_without_any_store_copy_the_newest_is_the_newest_good() -> None:
+    records = [
+        record("new", NOW - timedelta(minutes=1), unstored=True),
+        record("old", NOW - timedelta(hours=1), unstored=True),
+    ]
+
+    plan = plan_retention(records, {"keep_within": "1m"}, NOW)
+
+    assert ["new"] == kept(plan)
+    assert ("within 1m", "newest good") == reasons(plan)["new"]
+
+
 # --- the size budget -------------------------------------------------------------------------
 
 

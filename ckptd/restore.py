@@ -209,13 +209,18 @@ class Restorer:
         self.progress(f"verifying checksums of {entry.checkpoint}")
         result.phases["verify_s"] = self.store.require_intact(entry)
 
-        data = self._prepare(request, entry, result)
-        result.container_id = str(data["Id"])
-
         try:
+            data = self._prepare(request, entry, result)
+            result.container_id = str(data["Id"])
             self._restore_into(request, entry, data, result)
-        except CkptdError:
-            if request.into:
+        except CkptdError as error:
+            if request.into and result.container_id:
+                note = self._discard(result.container_id)
+                raise RestoreError(failure_of(error), f"{error}; {note}") from error
+            raise
+        except BaseException:
+            # Whatever went wrong (an interrupt, a bug), a half-made clone is never left behind.
+            if request.into and result.container_id:
                 self._discard(result.container_id)
             raise
 
@@ -251,7 +256,9 @@ class Restorer:
         if request.into:
             self.progress(f"creating container {request.into}")
             body = create_body(entry, request.network_mode, request.isolated)
-            return self.calls.inspect(self.calls.create(request.into, body))
+            # Known at once, so that a failure from here on removes the new container.
+            result.container_id = self.calls.create(request.into, body)
+            return self.calls.inspect(result.container_id)
 
         return self._stopped(request, self.calls.inspect(request.container), result.container)
 
@@ -298,15 +305,19 @@ class Restorer:
             result.phases["staging_s"] = staging.seconds
             self.progress(f"restoring {entry.checkpoint} ({staging.method} staging)")
             phase = time.monotonic()
-            self._start(container_id, staged_name, request.timeout_s)
+            self._start(container_id, staged_name, request.timeout_s, bool(request.into))
             result.phases["engine_s"] = time.monotonic() - phase
             result.pid = self._confirm(container_id, data["State"].get("StartedAt"))
         finally:
             shutil.rmtree(staged, ignore_errors=True)
             _remove_unpacked(unpacked_before, staging_files(entry))
 
-    def _start(self, container_id: str, staged: str, timeout_s: float) -> None:
-        """Ask the engine to restore; end the restore when it does not answer in time."""
+    def _start(self, container_id: str, staged: str, timeout_s: float, into: bool = False) -> None:
+        """Ask the engine to restore; end the restore when it does not answer in time.
+
+        ``into``: the container is a new one, which the caller removes after a failure (so the
+        message does not call it stopped).
+        """
         try:
             self.calls.start(container_id, staged, timeout_s)
         except requests.exceptions.ReadTimeout as error:
@@ -315,8 +326,8 @@ class Restorer:
             raise RestoreError(
                 "timeout",
                 f"the restore did not finish within {timeout_s:g} s and was ended "
-                f"({ended or 'no CRIU or runc process found on this host'}); "
-                "the container is stopped",
+                f"({ended or 'no CRIU or runc process found on this host'})"
+                + ("" if into else "; the container is stopped"),
             ) from error
         except EngineError as error:
             raise RestoreError(
@@ -357,12 +368,15 @@ class Restorer:
 
             time.sleep(0.1)
 
-    def _discard(self, container_id: str) -> None:
-        """Remove a container this restore created and could not restore into."""
+    def _discard(self, container_id: str) -> str:
+        """Remove a container this restore created and could not restore into; say how it went."""
         try:
             self.calls.remove(container_id)
         except CkptdError as error:
             log.warning("restore_container_left", container=container_id, error=str(error))
+            return f"the new container {container_id[:12]} could not be removed: {error}"
+
+        return "the new container was removed"
 
 
 def failure_of(error: CkptdError) -> str:

@@ -1,4 +1,5 @@
-"""A checkpoint the engine finished while ckptd was dead gets its store copy at the next start.
+"""The store's copy on the real engine: made at start-up for a checkpoint the engine finished
+while ckptd was dead, and what a failed restore --into leaves behind (nothing).
 
 ckptd is killed (SIGKILL) while the engine dumps; the daemon started again must not count the
 checkpoint as good without the store copy a restore (`--into` most of all) reads.
@@ -6,6 +7,7 @@ checkpoint as good without the store copy a restore (`--into` most of all) reads
 
 from __future__ import annotations
 
+import json
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -14,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from ckptd.catalog import Catalog
+from ckptd.store import sha256_of
 from tests.integration.conftest import CKPTD, AppContainer, docker, free_port, write_policy
 from tests.integration.faults import DaemonUnderTest, wait_until
 
@@ -77,3 +80,33 @@ def test_a_checkpoint_finished_while_ckptd_was_dead_is_stored_at_start_up(
     )
     assert 0 == done.returncode, done.stderr
     assert f"restored {interrupted.checkpoint} into {clone}" in done.stdout
+
+
+def test_a_failed_restore_into_leaves_no_container_and_says_so(
+    big_app: AppContainer, tmp_path: Path
+) -> None:
+    policy = write_policy(tmp_path / "policy.yaml", big_app.name, free_port())
+    done = subprocess.run([*CKPTD, "checkpoint", "--config", str(policy), "it"], timeout=120)
+    assert 0 == done.returncode
+    (found,) = (tmp_path / "state" / "store").glob("*/*/manifest.json")
+    # Damage CRIU cannot restore from, with checksums to match: the engine itself fails.
+    manifest = json.loads(found.read_text())
+    image = found.parent / "images" / "inventory.img"
+    image.write_bytes(b"not an image")
+    for record in manifest["files"]:
+        if record["path"] == "images/inventory.img":
+            record.update(size=image.stat().st_size, sha256=sha256_of(image))
+    found.write_text(json.dumps(manifest))
+    clone = f"{big_app.name}-clone"
+
+    failed = subprocess.run(
+        [*CKPTD, "restore", "--config", str(policy), "it", "--into", clone],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+
+    assert 1 == failed.returncode, failed.stderr
+    assert "the engine failed the restore" in failed.stderr
+    assert "; the new container was removed" in failed.stderr
+    assert 1 == docker("inspect", clone, check=False).returncode

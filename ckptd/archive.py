@@ -6,6 +6,7 @@ The manifest is the archive's first member, so ``inspect`` reads it without unpa
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import tarfile
 import uuid
@@ -14,27 +15,51 @@ from typing import Any
 
 import zstandard
 
+from ckptd.errors import UsageError
 from ckptd.store import MANIFEST, VERIFIED, Store, StoreEntry, StoreError
 
 LEVEL = 3
 
 
-def export_entry(entry: StoreEntry, out: Path) -> int:
-    """Write ``entry`` to ``out`` (.tar.zst), manifest first; return the archive's bytes."""
+def check_output(out: Path, force: bool = False) -> None:
+    """Raise UsageError unless an export can be written to ``out``."""
+    if not out.parent.is_dir():
+        raise UsageError(f"cannot write {out}: the folder {out.parent} does not exist")
+
+    if out.exists() and not force:
+        raise UsageError(f"{out} exists; pass --force to overwrite it")
+
+
+def export_entry(entry: StoreEntry, out: Path, force: bool = False) -> int:
+    """Write ``entry`` to ``out`` (.tar.zst), manifest first; return the archive's bytes.
+
+    The file holds the process's whole memory, so it is created readable by its owner only.
+    Raises UsageError when ``out`` exists (unless ``force``) or its folder does not, and
+    StoreError when writing fails; a failure leaves no partial file behind.
+    """
+    check_output(out, force)
     partial = out.with_name(out.name + ".partial")
     members = [entry.path / MANIFEST] + sorted(
         f for f in entry.path.rglob("*") if f.is_file() and f.name not in (MANIFEST, VERIFIED)
     )
 
-    with (
-        open(partial, "wb") as raw,
-        zstandard.ZstdCompressor(level=LEVEL).stream_writer(raw) as compressed,
-        tarfile.open(fileobj=compressed, mode="w|") as archive,
-    ):
-        for member in members:
-            archive.add(member, arcname=str(member.relative_to(entry.path)), recursive=False)
+    try:
+        partial.unlink(missing_ok=True)
+        descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
 
-    partial.rename(out)
+        with (
+            open(descriptor, "wb") as raw,
+            zstandard.ZstdCompressor(level=LEVEL).stream_writer(raw) as compressed,
+            tarfile.open(fileobj=compressed, mode="w|") as archive,
+        ):
+            for member in members:
+                archive.add(member, arcname=str(member.relative_to(entry.path)), recursive=False)
+
+        partial.rename(out)
+    except (OSError, tarfile.TarError, zstandard.ZstdError) as error:
+        partial.unlink(missing_ok=True)
+        raise StoreError(f"exporting {entry.checkpoint!r} to {out} failed: {error}") from error
+
     return out.stat().st_size
 
 

@@ -9,12 +9,18 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from ckptd.archive import describe_manifest, export_entry, import_archive, read_manifest
+from ckptd.archive import (
+    check_output,
+    describe_manifest,
+    export_entry,
+    import_archive,
+    read_manifest,
+)
 from ckptd.catalog import Catalog
 from ckptd.engine import Engine
-from ckptd.errors import CkptdError
+from ckptd.errors import CkptdError, UsageError
 from ckptd.logs import configure_logging
-from ckptd.policy import Policy, load_policy, parse_duration, store_location
+from ckptd.policy import DURATION_FORMS, Policy, load_policy, parse_duration, store_location
 from ckptd.restore import Restorer, RestoreRequest, RestoreResult
 from ckptd.store import Store
 
@@ -31,13 +37,16 @@ def add_store_commands(commands: argparse._SubParsersAction[argparse.ArgumentPar
     restore.add_argument("--checkpoint", default="latest", metavar="NAME|latest")
     restore.add_argument("--force", action="store_true", help="stop a running container first")
     restore.add_argument("--into", metavar="NAME", help="restore into a new container NAME")
-    restore.add_argument("--timeout", default="5m", metavar="DUR", help="give up after (5m)")
+    restore.add_argument(
+        "--timeout", default="5m", type=restore_timeout, metavar="DUR", help="give up after (5m)"
+    )
 
     export = commands.add_parser("export", help="write a stored checkpoint to a .tar.zst file")
     _add_config(export)
     export.add_argument("target", metavar="TARGET")
     export.add_argument("checkpoint", metavar="CHECKPOINT", help="a name, or latest")
     export.add_argument("-o", "--output", type=Path, required=True, metavar="FILE.tar.zst")
+    export.add_argument("--force", action="store_true", help="overwrite FILE if it exists")
 
     inspect = commands.add_parser("inspect", help="show what an exported checkpoint holds")
     inspect.add_argument("file", type=Path, metavar="FILE")
@@ -46,6 +55,22 @@ def add_store_commands(commands: argparse._SubParsersAction[argparse.ArgumentPar
     imported = commands.add_parser("import", help="add an exported checkpoint to the store")
     _add_config(imported)
     imported.add_argument("file", type=Path, metavar="FILE")
+
+
+def restore_timeout(text: str) -> float:
+    """Return the seconds ``--timeout`` names; raise ArgumentTypeError (bad usage) otherwise."""
+    try:
+        seconds = parse_duration(text).total_seconds()
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from error
+
+    if seconds <= 0:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} leaves the restore no time; expected a duration longer than zero, "
+            f"{DURATION_FORMS}"
+        )
+
+    return seconds
 
 
 def _add_config(parser: argparse.ArgumentParser) -> None:
@@ -64,6 +89,25 @@ def _store_and_container(policy: Policy, name: str) -> tuple[Store | None, str, 
 
     root = store_location(policy.daemon, None)
     return (None if root is None else Store(root)), name, ""
+
+
+def _require_known(policy: Policy, path: Path, store: Store | None, name: str) -> None:
+    """Raise UsageError when ``name`` is no target and the store has no checkpoint of it.
+
+    Called only for a name that is not one of the policy's targets. Without a store (the daemon
+    keeps checkpoints in the engine) the engine is the one to say whether the container exists.
+    """
+    if store is None or any(
+        name in (entry.container_name, entry.container_id) or entry.container_id.startswith(name)
+        for entry in store.entries()
+    ):
+        return
+
+    targets = ", ".join(target.name for target in policy.targets) or "none"
+    raise UsageError(
+        f"{name!r} is neither a target of the policy {path} (its targets: {targets}) nor a "
+        f"container with checkpoints in the store {store.root}"
+    )
 
 
 def _required(store: Store | None, name: str) -> Store:
@@ -92,7 +136,11 @@ def cmd_restore(args: argparse.Namespace) -> int:
     policy = load_policy(args.config)
     configure_logging(policy.daemon.log_level)
     store, container, target = _store_and_container(policy, args.target)
-    timeout = parse_duration(args.timeout).total_seconds()
+
+    if not target:
+        _require_known(policy, args.config, store, args.target)
+
+    timeout = float(args.timeout)
     engine = Engine()
     engine.require_ready()
     catalog = Catalog(policy.daemon.state_dir)
@@ -115,11 +163,16 @@ def _summary(result: RestoreResult) -> str:
 def cmd_export(args: argparse.Namespace) -> int:
     """Write one stored checkpoint, manifest first, to a zstd-compressed tar."""
     policy = load_policy(args.config)
-    found, container, _ = _store_and_container(policy, args.target)
+    found, container, target = _store_and_container(policy, args.target)
     store = _required(found, args.target)
+
+    if not target:
+        _require_known(policy, args.config, store, args.target)
+
+    check_output(args.output, args.force)
     entry = store.find(container, args.checkpoint)
     store.require_intact(entry)
-    size = export_entry(entry, args.output)
+    size = export_entry(entry, args.output, args.force)
     print(f"exported {entry.checkpoint} of {entry.container_name} to {args.output} ({size} bytes)")
     return 0
 

@@ -286,9 +286,9 @@ class Store:
             matches = [e for e in matches if e.checkpoint == checkpoint]
 
         if not matches:
-            which = "any checkpoint" if checkpoint == "latest" else f"checkpoint {checkpoint!r}"
+            which = "no checkpoint" if checkpoint == "latest" else f"no checkpoint {checkpoint!r}"
             raise StoreError(
-                f"the store {self.root} has no {which} of container {container!r} (checkpoints "
+                f"the store {self.root} has {which} of container {container!r} (checkpoints "
                 "made before the store existed are only in Docker's folder: restore those with "
                 "store: engine on the target)"
             )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import fcntl
 import os
 import tempfile
 import time
@@ -28,6 +27,7 @@ from ckptd.errors import (
 from ckptd.failures import failure_reason, read_criu_excerpt
 from ckptd.hooks import run_hooks
 from ckptd.inventory import target_checkpoints
+from ckptd.locks import container_lock
 from ckptd.metrics import Metrics
 from ckptd.naming import make_checkpoint_name
 from ckptd.policy import DaemonSettings, Target, store_location
@@ -101,13 +101,8 @@ class Checkpointer:
         flock is per open file, so two threads (two targets on one container) or the daemon
         and `ckptd checkpoint` exclude each other the same way.
         """
-        self.lock_dir.mkdir(parents=True, exist_ok=True)
-        with open(self.lock_dir / f"{container.id}.lock", "w") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+        with container_lock(self.lock_dir, container.id):
+            yield
 
     def run(self, target: Target, origin: str = "schedule") -> CheckpointResult:
         """Checkpoint ``target`` now and prune; raise CkptdError after recording the failure.
@@ -152,10 +147,12 @@ class Checkpointer:
     def _checkpoint_and_prune(self, target: Target, origin: str) -> CheckpointResult:
         try:
             container = self._runnable_container(target)
+        except ContainerNotRunningError:
+            # Perhaps a restore holds the lock and has stopped it for a moment: once the lock is
+            # ours, the container's state is the one that counts.
+            container = self._locked_runnable(target, origin)
         except CkptdError as error:
-            self.catalog.record_failure(
-                target.name, "", target.container, failure_reason(error), str(error), origin
-            )
+            self._record_unrunnable(target, error, origin)
             raise
 
         with self.container_lock(container):
@@ -182,6 +179,21 @@ class Checkpointer:
         result.engine, result.frozen_s = engine, frozen
         self._prune(target, container, newest_good=name, result=result)
         return result
+
+    def _locked_runnable(self, target: Target, origin: str) -> ContainerInfo:
+        """Return the target's container once it runs after the holder of its lock is done."""
+        try:
+            with self.container_lock(self.engine.container(target.container)):
+                return self._runnable_container(target)
+        except CkptdError as error:
+            self._record_unrunnable(target, error, origin)
+            raise
+
+    def _record_unrunnable(self, target: Target, error: CkptdError, origin: str) -> None:
+        """Record the failure of a run whose container could not be checkpointed at all."""
+        self.catalog.record_failure(
+            target.name, "", target.container, failure_reason(error), str(error), origin
+        )
 
     def _make_room(self, target: Target, container: ContainerInfo, origin: str) -> None:
         """Prune what the rules let go until the disk has room; record a disk_space failure."""

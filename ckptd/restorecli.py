@@ -6,7 +6,8 @@ import argparse
 import json
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from ckptd.archive import (
@@ -17,8 +18,10 @@ from ckptd.archive import (
     read_manifest,
 )
 from ckptd.catalog import Catalog
+from ckptd.checkpointer import default_lock_dir
 from ckptd.engine import Engine
-from ckptd.errors import CkptdError, UsageError
+from ckptd.errors import CkptdError, ContainerNotFoundError, UsageError
+from ckptd.locks import container_lock
 from ckptd.logs import configure_logging
 from ckptd.policy import DURATION_FORMS, Policy, load_policy, parse_duration, store_location
 from ckptd.restore import Restorer, RestoreRequest, RestoreResult
@@ -148,8 +151,32 @@ def cmd_restore(args: argparse.Namespace) -> int:
     request = RestoreRequest(
         container, args.checkpoint, args.force, args.into, timeout, target=target
     )
-    print(_summary(restorer.restore(request)))
+
+    with _locked(engine, None if args.into else container):
+        result = restorer.restore(request)
+
+    print(_summary(result))
     return 0
+
+
+@contextmanager
+def _locked(engine: Engine, container: str | None) -> Iterator[None]:
+    """Hold the lock of the container restored in place, as a checkpoint of it does.
+
+    From the stop to the restored process, a checkpoint that falls due waits rather than find
+    the container stopped. A restore ``--into`` changes no existing container: no lock.
+    """
+    try:
+        info = None if container is None else engine.container(container)
+    except ContainerNotFoundError:
+        info = None  # the restore itself says what is missing
+
+    if info is None:
+        yield
+        return
+
+    with container_lock(default_lock_dir(), info.id):
+        yield
 
 
 def _summary(result: RestoreResult) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -110,3 +111,45 @@ def test_a_failed_restore_into_leaves_no_container_and_says_so(
     assert "the engine failed the restore" in failed.stderr
     assert "; the new container was removed" in failed.stderr
     assert 1 == docker("inspect", clone, check=False).returncode
+
+
+@pytest.fixture
+def slow_stop_app(app_image: str) -> Iterator[AppContainer]:
+    """Start the example app with a stop signal it ignores: `docker stop` takes its full 10 s."""
+    name = f"fix2-{uuid.uuid4().hex[:8]}"
+    docker(
+        "run", "-d", "--name", name, "--network", "none", "--stop-signal", "SIGWINCH",
+        "-e", "STARTUP_SECONDS=1", "-e", "TABLE_MB=8", "-e", "STEP_MS=200", app_image,
+    )  # fmt: skip
+    container = AppContainer(name)
+    try:
+        container.wait_for_steps(3)
+        yield container
+    finally:
+        docker("rm", "-f", name, check=False)
+
+
+def test_a_checkpoint_due_during_restore_force_waits_for_it(
+    slow_stop_app: AppContainer, tmp_path: Path
+) -> None:
+    policy = write_policy(
+        tmp_path / "policy.yaml", slow_stop_app.name, free_port(), schedule="{every: 2s}"
+    )
+    daemon = DaemonUnderTest(policy).start()
+    try:
+        wait_until(lambda: any(a.result == "ok" for a in daemon.attempts()), 60, "a checkpoint")
+        # The restore's stop takes 10 s, in which checkpoints fall due.
+        done = subprocess.run(
+            [*CKPTD, "restore", "--config", str(policy), "it", "--force"],
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
+        assert 0 == done.returncode, done.stderr
+        restored = len(daemon.attempts())
+        wait_until(lambda: len(daemon.attempts()) > restored, 60, "checkpoints go on")
+    finally:
+        assert 0 == daemon.stop(), daemon.log()
+
+    reasons = [a.reason for a in daemon.attempts() if a.result != "ok"]
+    assert "container_not_running" not in reasons, reasons

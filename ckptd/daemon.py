@@ -335,7 +335,9 @@ class Daemon:
             store_for=self._store_of,
         )
         resolutions = reconciler.run()
-        log.info("reconcile_done", resolved=len(resolutions))
+        roots = {self._store_of(target.name) for target in self.policy.targets}
+        stored = reconciler.complete_store_copies(sorted(r for r in roots if r is not None))
+        log.info("reconcile_done", resolved=len(resolutions), store_copies=len(stored))
 
     def _store_of(self, target_name: str) -> Path | None:
         """Return where target ``target_name``'s checkpoints are stored (None: engine only)."""

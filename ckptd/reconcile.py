@@ -11,7 +11,7 @@ but never counts as the newest good one, and the next start tries again.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
@@ -114,6 +114,57 @@ class Reconciler:
 
         return resolutions
 
+    def complete_store_copies(self, roots: Iterable[Path]) -> list[str]:
+        """Finish the store copies a crash cut short; return the checkpoints now stored.
+
+        ckptd records a checkpoint as good before it copies it to the store, so one killed in
+        between leaves a good checkpoint with only a ``.partial`` entry, which no restore reads.
+        """
+        done: list[str] = []
+
+        for root in roots:
+            for partial in sorted(root.glob("*/*.partial")):
+                try:
+                    if self._complete_partial(Store(root), partial):
+                        done.append(partial.name.removesuffix(".partial"))
+                except CkptdError as error:
+                    log.warning("store_copy_deferred", entry=str(partial), error=str(error))
+
+        return done
+
+    def _complete_partial(self, store: Store, partial: Path) -> bool:
+        """Make the entry ``partial`` was to become, when its checkpoint is good and whole."""
+        container_id, name = partial.parent.name, partial.name.removesuffix(".partial")
+
+        if self.catalog.names(container_id).get(name) != "ok":
+            return False
+
+        container = self.engine.container(container_id)
+        target = next(
+            (
+                r.target
+                for r in self.catalog.checkpoints(container_id=container_id)
+                if r.name == name
+            ),
+            "",
+        )
+
+        with self.lock(container):
+            if (store.folder(container_id, name) / MANIFEST).is_file():
+                return False
+
+            folder = self.engine.checkpoint_dir(container_id, name)
+
+            if folder is None or not is_complete(folder):
+                return False
+
+            calls = EngineCalls(self.engine)
+            # The dump's own time was lost with the process that measured it.
+            store.save(calls, calls.inspect(container_id), name, target, 0.0)
+
+        log.info("reconciled_store_copy", checkpoint=name, target=target)
+        return True
+
     def _resolve(self, attempt: Attempt) -> Resolution:
         name = attempt.checkpoint
 
@@ -181,6 +232,7 @@ class Reconciler:
         calls = EngineCalls(self.engine)
 
         try:
+            # The dump's own time was lost with the process that measured it.
             store.save(calls, calls.inspect(container.id), name, attempt.target, 0.0)
         except CkptdError as error:
             log.error("reconcile_store_failed", checkpoint=name, error=str(error))

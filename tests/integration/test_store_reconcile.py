@@ -152,3 +152,33 @@ def test_a_checkpoint_due_during_restore_force_waits_for_it(
 
     reasons = [a.reason for a in daemon.attempts() if a.result != "ok"]
     assert "container_not_running" not in reasons, reasons
+
+
+def test_a_store_copy_cut_short_by_a_crash_is_finished_at_start_up(
+    slow_stop_app: AppContainer, tmp_path: Path
+) -> None:
+    policy = write_policy(
+        tmp_path / "policy.yaml", slow_stop_app.name, free_port(), schedule="{every: 1h}"
+    )
+    done = subprocess.run(
+        [*CKPTD, "checkpoint", "--config", str(policy), "it"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert 0 == done.returncode, done.stderr
+    name = done.stdout.strip().splitlines()[-1]
+    (entry,) = (tmp_path / "state" / "store").glob(f"*/{name}")
+    # What ckptd killed while it copied leaves: the catalog says good, the entry has no manifest.
+    (entry / "manifest.json").unlink()
+    entry.rename(entry.with_name(name + ".partial"))
+
+    daemon = DaemonUnderTest(policy).start()
+    try:
+        wait_until(lambda: daemon.events("reconcile_done"), 120, "reconcile at start-up")
+    finally:
+        assert 0 == daemon.stop(), daemon.log()
+
+    assert (entry / "manifest.json").is_file(), daemon.log()
+    assert not entry.with_name(name + ".partial").exists()
+    assert 1 == daemon.events("reconcile_done")[0]["store_copies"]

@@ -291,6 +291,8 @@ def test_a_label_selected_target_picks_up_a_container_started_later_and_status_s
     daemon.receive("READY")
     empty = json.loads(run_ckptd("status", "--config", str(policy), "--json").stdout)
 
+    # Started first, so its event is read before the selected one's: logged at debug only.
+    unselected = containers()
     name = containers(labels={"ckptd-test": label})
     done = daemon.wait_event(event("checkpoint_done", target="sel", container=name))
     daemon.wait_event(event("checkpoint_done", target="sel", container=name), after=done + 1)
@@ -310,6 +312,10 @@ def test_a_label_selected_target_picks_up_a_container_started_later_and_status_s
     gone = run_ckptd("status", "--config", str(policy))
 
     assert [{"target": "sel", "container": None, "scheduled": False}] == empty["targets"]
+    container_events = [e for e in daemon.events() if e.get("event") == "container_event"]
+    assert ("start", "info") in {(e["action"], e["level"]) for e in container_events}
+    assert name in {e["container"] for e in container_events}
+    assert unselected not in {e["container"] for e in container_events}
     key = tuple(sorted({"target": "sel", "container": name}.items()))
     assert metrics[("ckptd_checkpoint_successes_total", key)] >= 2
 

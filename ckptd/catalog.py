@@ -246,6 +246,18 @@ class Catalog:
         with self._connect() as db:
             return int(db.execute("PRAGMA user_version").fetchone()[0])
 
+    def _newest(self, table: str, target: str | None, limit: int) -> list[sqlite3.Row]:
+        """Return the newest ``limit`` rows of ``table`` (of ``target``, when given)."""
+        query = f"SELECT * FROM {table}"
+        params: tuple[object, ...] = ()
+
+        if target is not None:
+            query += " WHERE target = ?"
+            params = (target,)
+
+        with self._connect() as db:
+            return list(db.execute(query + " ORDER BY id DESC LIMIT ?", (*params, limit)))
+
     # Attempts
 
     def begin_attempt(
@@ -378,17 +390,7 @@ class Catalog:
 
     def attempts(self, target: str | None = None, limit: int = 100) -> list[Attempt]:
         """Return the newest ``limit`` attempts (of ``target``, when given), newest first."""
-        query = "SELECT * FROM attempts"
-        params: tuple[object, ...] = ()
-
-        if target is not None:
-            query += " WHERE target = ?"
-            params = (target,)
-
-        with self._connect() as db:
-            rows = db.execute(query + " ORDER BY id DESC LIMIT ?", (*params, limit)).fetchall()
-
-        return [_attempt(row) for row in rows]
+        return [_attempt(row) for row in self._newest("attempts", target, limit)]
 
     def in_progress(self) -> list[Attempt]:
         """Return every attempt still marked ``in_progress`` (after a crash: unresolved)."""
@@ -491,17 +493,7 @@ class Catalog:
 
     def prunes(self, target: str | None = None, limit: int = 100) -> list[dict[str, object]]:
         """Return the newest ``limit`` prune decisions, newest first, as plain rows."""
-        query = "SELECT * FROM prunes"
-        params: tuple[object, ...] = ()
-
-        if target is not None:
-            query += " WHERE target = ?"
-            params = (target,)
-
-        with self._connect() as db:
-            rows = db.execute(query + " ORDER BY id DESC LIMIT ?", (*params, limit)).fetchall()
-
-        return [dict(row) for row in rows]
+        return [dict(row) for row in self._newest("prunes", target, limit)]
 
     # Restores (written by `ckptd restore` and restore drills)
 
@@ -575,33 +567,7 @@ class Catalog:
 
     def restores(self, target: str | None = None, limit: int = 100) -> list[Restore]:
         """Return the newest ``limit`` restores (of ``target``, when given), newest first."""
-        query = "SELECT * FROM restores"
-        params: tuple[object, ...] = ()
-
-        if target is not None:
-            query += " WHERE target = ?"
-            params = (target,)
-
-        with self._connect() as db:
-            rows = db.execute(query + " ORDER BY id DESC LIMIT ?", (*params, limit)).fetchall()
-
-        return [
-            Restore(
-                id=row["id"],
-                target=row["target"],
-                container_id=row["container_id"],
-                container_name=row["container_name"],
-                checkpoint=row["checkpoint"],
-                mode=row["mode"],
-                started_at=datetime.fromisoformat(row["started_at"]),
-                ended_at=_time(row["ended_at"]),
-                duration_s=row["duration_s"],
-                result=row["result"],
-                reason=row["reason"],
-                message=row["message"],
-            )
-            for row in rows
-        ]
+        return [_restore(row) for row in self._newest("restores", target, limit)]
 
 
 def _attempt(row: sqlite3.Row) -> Attempt:
@@ -622,4 +588,21 @@ def _attempt(row: sqlite3.Row) -> Attempt:
         message=row["message"],
         criu_log=row["criu_log"],
         deleted_at=_time(row["deleted_at"]),
+    )
+
+
+def _restore(row: sqlite3.Row) -> Restore:
+    return Restore(
+        id=row["id"],
+        target=row["target"],
+        container_id=row["container_id"],
+        container_name=row["container_name"],
+        checkpoint=row["checkpoint"],
+        mode=row["mode"],
+        started_at=datetime.fromisoformat(row["started_at"]),
+        ended_at=_time(row["ended_at"]),
+        duration_s=row["duration_s"],
+        result=row["result"],
+        reason=row["reason"],
+        message=row["message"],
     )

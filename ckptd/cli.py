@@ -13,13 +13,14 @@ from prometheus_client import CollectorRegistry
 from ckptd import __version__, retention_cli
 from ckptd.catalog import Catalog, CheckpointRecord
 from ckptd.checkpointer import Checkpointer
+from ckptd.discovery import bind_targets
 from ckptd.engine import Engine
 from ckptd.errors import CkptdError, ContainerNotFoundError, PolicyError
 from ckptd.exitcodes import ExitCode, exit_code_for
 from ckptd.inventory import container_checkpoints
 from ckptd.logs import configure_logging
 from ckptd.metrics import Metrics
-from ckptd.policy import DaemonSettings, Policy, Target, load_policy, summarize_policy
+from ckptd.policy import DaemonSettings, Policy, load_policy, summarize_policy
 from ckptd.progress import Spinner
 from ckptd.restorecli import STORE_COMMANDS, add_store_commands
 
@@ -134,7 +135,7 @@ def cmd_list(args: argparse.Namespace) -> int:
         policy = load_policy(args.config)
         settings = policy.daemon
         targets = [policy.target(args.target)] if args.target else policy.targets
-        pairs = [(t.name, t.container) for t in _bound_targets(engine, targets, running=False)]
+        pairs = [(t.name, t.container) for t in bind_targets(engine, targets, running=False)]
     else:
         pairs = [(args.target, c.name) for c in engine.containers()]
 
@@ -164,7 +165,7 @@ def cmd_checkpoint(args: argparse.Namespace) -> int:
     engine.require_ready()
     catalog = Catalog(policy.daemon.state_dir)
     checkpointer = Checkpointer(engine, Metrics(CollectorRegistry()), catalog, daemon=policy.daemon)
-    bound = _bound_targets(engine, [target], running=True)
+    bound = bind_targets(engine, [target], running=True)
     if not bound:
         raise CkptdError(f"no running container matches target {target.name!r}")
 
@@ -174,21 +175,6 @@ def cmd_checkpoint(args: argparse.Namespace) -> int:
         print(result.checkpoint)
 
     return 0
-
-
-def _bound_targets(engine: Engine, targets: list[Target], running: bool) -> list[Target]:
-    """Return the targets with a selector replaced by one per container it matches."""
-    bound = [target for target in targets if target.selector is None]
-    selecting = [target for target in targets if target.selector is not None]
-    if selecting:
-        containers = engine.running_containers() if running else engine.containers()
-        for target in selecting:
-            assert target.selector is not None
-            bound += [
-                target.bound(c.name) for c in containers if target.selector.matches(dict(c.labels))
-            ]
-
-    return bound
 
 
 def cmd_status(args: argparse.Namespace) -> int:

@@ -9,13 +9,13 @@ reconnects with a growing pause and lists again, which also catches what happene
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 import structlog
 
 from ckptd.engine import ContainerEvents, ContainerInfo, Engine
 from ckptd.errors import CkptdError
-from ckptd.policy import Selector
+from ckptd.policy import Selector, Target
 
 log = structlog.get_logger("ckptd.discovery")
 
@@ -115,3 +115,26 @@ class Discovery:
         level = log.info if self.watched(labels) else log.debug
         level("container_event", action=action, container=name or container_id[:12])
         self.on_change()
+
+
+def bind_targets(engine: Engine, targets: Iterable[Target], running: bool) -> list[Target]:
+    """Return ``targets`` in order, each selector replaced by one target per container it matches.
+
+    The engine is asked for its containers (only the running ones when ``running``) at most once,
+    and only when some target has a selector. Raises what `Engine.containers` raises.
+    """
+    bound: list[Target] = []
+    containers: list[ContainerInfo] | None = None
+
+    for target in targets:
+        if target.selector is None:
+            bound.append(target)
+            continue
+
+        if containers is None:
+            containers = engine.running_containers() if running else engine.containers()
+
+        selector = target.selector
+        bound += [target.bound(c.name) for c in containers if selector.matches(dict(c.labels))]
+
+    return bound

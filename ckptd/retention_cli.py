@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -14,6 +14,7 @@ from prometheus_client import CollectorRegistry
 
 from ckptd.catalog import Catalog
 from ckptd.checkpointer import Checkpointer
+from ckptd.discovery import bind_targets
 from ckptd.engine import Engine
 from ckptd.errors import CkptdError, ContainerNotFoundError
 from ckptd.logs import configure_logging
@@ -51,7 +52,9 @@ def cmd_prune(args: argparse.Namespace) -> int:
     policy = load_policy(args.config)
     configure_logging(policy.daemon.log_level)
     engine = Engine()
-    targets = _bound(engine, [policy.target(args.target)] if args.target else policy.targets)
+    chosen = [policy.target(args.target)] if args.target else policy.targets
+    # Stopped containers count too: their checkpoints are pruned like any others.
+    targets = bind_targets(engine, chosen, running=False)
     catalog = Catalog(policy.daemon.state_dir)
     checkpointer = Checkpointer(engine, Metrics(CollectorRegistry()), catalog, daemon=policy.daemon)
 
@@ -173,7 +176,9 @@ def cmd_pin(args: argparse.Namespace) -> int:
         raise CkptdError(f"{args.name!r} is not a checkpoint name of target {target.name!r}")
 
     engine = Engine()
-    containers = [engine.container(each.container) for each in _bound(engine, [target])]
+    containers = [
+        engine.container(each.container) for each in bind_targets(engine, [target], running=False)
+    ]
 
     if not any(args.name in engine.list_checkpoints(c.id) for c in containers):
         where = ", ".join(repr(c.name) for c in containers) or "no container"
@@ -190,26 +195,6 @@ def cmd_unpin(args: argparse.Namespace) -> int:
     removed = unpin(policy.daemon.state_dir, target.name, args.name)
     print(f"{'unpinned' if removed else 'was not pinned'}: {target.name} {args.name}")
     return 0
-
-
-def _bound(engine: Engine, targets: Iterable[Target]) -> list[Target]:
-    """Return the targets, each one with a selector replaced by one per container it matches.
-
-    Stopped containers count too: their checkpoints are pruned and pinned like any others.
-    """
-    bound: list[Target] = []
-
-    for target in targets:
-        if target.selector is None:
-            bound.append(target)
-            continue
-
-        selector = target.selector
-        bound += [
-            target.bound(c.name) for c in engine.containers() if selector.matches(dict(c.labels))
-        ]
-
-    return bound
 
 
 def _policy_target(args: argparse.Namespace) -> tuple[Policy, Target]:

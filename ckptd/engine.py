@@ -300,15 +300,7 @@ class Engine:
         with self._translated():
             rows = self.api.containers(all=True)
 
-        return [
-            ContainerInfo(
-                id=str(row["Id"]),
-                name=str((row.get("Names") or ["/" + row["Id"][:12]])[0]).lstrip("/"),
-                running=row.get("State") == "running",
-                labels={str(k): str(v) for k, v in (row.get("Labels") or {}).items()},
-            )
-            for row in rows
-        ]
+        return [_container_info(row) for row in rows]
 
     def info(self) -> tuple[dict[str, Any], dict[str, Any]]:
         """Return the engine's ``/version`` and ``/info`` answers, for `ckptd doctor`."""
@@ -320,15 +312,7 @@ class Engine:
         with self._translated():
             rows = self.api.containers(filters={"status": "running"})
 
-        return [
-            ContainerInfo(
-                id=str(row["Id"]),
-                name=str((row.get("Names") or ["/" + row["Id"][:12]])[0]).lstrip("/"),
-                running=True,
-                labels={str(k): str(v) for k, v in (row.get("Labels") or {}).items()},
-            )
-            for row in rows
-        ]
+        return [_container_info(row) for row in rows]
 
     def container_events(self) -> ContainerEvents:
         """Open the engine's event stream of container start, stop and removal."""
@@ -548,3 +532,13 @@ class EngineCalls:
 
         output = bytes(answer.get("output") or b"")
         return ExecResult(state.get("ExitCode"), output.decode(errors="replace"), False)
+
+
+def _container_info(row: dict[str, Any]) -> ContainerInfo:
+    # A listing filtered on status=running reports State "running" too, so one reading serves.
+    return ContainerInfo(
+        id=str(row["Id"]),
+        name=str((row.get("Names") or ["/" + row["Id"][:12]])[0]).lstrip("/"),
+        running=row.get("State") == "running",
+        labels={str(k): str(v) for k, v in (row.get("Labels") or {}).items()},
+    )

@@ -21,6 +21,7 @@ import structlog
 from ckptd.catalog import Attempt, Catalog
 from ckptd.engine import ContainerInfo, Engine, EngineCalls
 from ckptd.errors import CkptdError, ContainerNotFoundError
+from ckptd.procs import command_lines
 from ckptd.store import MANIFEST, Store
 
 log = structlog.get_logger("ckptd.reconcile")
@@ -66,15 +67,7 @@ def _fingerprint(folder: Path) -> tuple[tuple[str, int, int], ...]:
 
 def _engine_dumping(container_id: str) -> bool:
     """Return True while a runc or CRIU process of this host names the container."""
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-
-        try:
-            argv = (entry / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-
+    for _pid, argv in command_lines():
         program = Path(argv[0].decode(errors="replace")).name
 
         if program in ("runc", "criu") and any(container_id.encode() in arg for arg in argv):

@@ -31,6 +31,7 @@ from ckptd.errors import CkptdError, ContainerNotFoundError, EngineError
 from ckptd.metrics import Metrics
 from ckptd.naming import parse_checkpoint_name
 from ckptd.policy import Target
+from ckptd.procs import command_lines, parent_pid
 from ckptd.store import (
     IMAGES,
     ROOTFS,
@@ -470,18 +471,11 @@ def _processes() -> list[tuple[int, int, list[str]]]:
     """Return (pid, parent pid, argv) of every process on this host."""
     found: list[tuple[int, int, list[str]]] = []
 
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
+    for pid, argv in command_lines():
+        parent = parent_pid(pid)
 
-        try:
-            argv = (proc / "cmdline").read_bytes().split(b"\0")
-            stat = (proc / "stat").read_text()
-        except OSError:
-            continue
-
-        parent = int(stat.rpartition(")")[2].split()[1])
-        found.append((int(proc.name), parent, [a.decode(errors="replace") for a in argv if a]))
+        if parent is not None:
+            found.append((pid, parent, [a.decode(errors="replace") for a in argv if a]))
 
     return found
 

@@ -33,6 +33,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
+from ckptd.procs import command_lines
+
 # A Unix socket path may be at most 107 bytes, and containerd's shims add to it; pytest's
 # tmp_path is too long, so the engine lives under a short folder of its own.
 ROOT_PREFIX = "/tmp/ckde-"
@@ -221,18 +223,10 @@ class DisposableEngine:
     def _kill_leftover_shims(self) -> None:
         """End containerd shims that still serve this engine (they name its socket)."""
         address = str(self.containerd_socket)
-        for entry in Path("/proc").iterdir():
-            if not entry.name.isdigit():
-                continue
-
-            try:
-                argv = (entry / "cmdline").read_bytes().split(b"\0")
-            except OSError:
-                continue
-
+        for pid, argv in command_lines():
             if b"containerd-shim" in argv[0] and address.encode() in argv:
                 with suppress(ProcessLookupError):
-                    os.kill(int(entry.name), signal.SIGKILL)
+                    os.kill(pid, signal.SIGKILL)
 
     def dockerd_log(self) -> str:
         """Return what dockerd printed so far (for assertion messages)."""

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from ckptd.catalog import Catalog
+from ckptd.procs import command_lines
 from tests.integration.conftest import AppContainer, docker, run_ckptd
 from tests.integration.faults import FaultRow, publish
 from tests.integration.test_restore import checkpoint, store_policy
@@ -52,17 +53,9 @@ def unpacked_copies(files: dict[str, int]) -> list[Path]:
 
 def restore_processes(container_id: str) -> list[int]:
     """Return the pids of runc restores (and their CRIU) still running for the container."""
-    found = []
-    for proc in Path("/proc").glob("[0-9]*"):
-        try:
-            argv = (proc / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-
-        if b"restore" in argv and container_id.encode() in argv:
-            found.append(int(proc.name))
-
-    return found
+    return [
+        pid for pid, argv in command_lines() if b"restore" in argv and container_id.encode() in argv
+    ]
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -103,59 +104,35 @@ class AppContainer:
         return [line.strip() for line in out[1:] if line.strip()]
 
 
-@pytest.fixture
-def app(app_image: str) -> Iterator[AppContainer]:
-    """Start the example app (short start-up) and wait until it works."""
-    name = f"ckptd-it-{uuid.uuid4().hex[:8]}"
-    docker(
-        "run",
-        "-d",
-        "--name",
-        name,
-        "-e",
-        "STARTUP_SECONDS=2",
-        "-e",
-        "TABLE_MB=16",
-        "-e",
-        "STEP_MS=200",
-        app_image,
-    )
+@contextmanager
+def started_app(image: str, prefix: str, *options: str) -> Iterator[AppContainer]:
+    """Run the example app as ``<prefix>-<random>``, yield it once it steps, then remove it."""
+    name = f"{prefix}-{uuid.uuid4().hex[:8]}"
+    docker("run", "-d", "--name", name, *options, image)
     container = AppContainer(name)
     try:
         container.wait_for_steps(3)
         yield container
     finally:
         docker("rm", "-f", name, check=False)
+
+
+@pytest.fixture
+def app(app_image: str) -> Iterator[AppContainer]:
+    """Start the example app (short start-up) and wait until it works."""
+    env = ["-e", "STARTUP_SECONDS=2", "-e", "TABLE_MB=16", "-e", "STEP_MS=200"]
+    with started_app(app_image, "ckptd-it", *env) as container:
+        yield container
 
 
 @pytest.fixture
 def journal_app(app_image: str) -> Iterator[AppContainer]:
     """Start the example app with a growing, read-write journal file and no network."""
-    name = f"store-{uuid.uuid4().hex[:8]}"
-    docker(
-        "run",
-        "-d",
-        "--name",
-        name,
-        "--network",
-        "none",
-        "-e",
-        "STARTUP_SECONDS=1",
-        "-e",
-        "TABLE_MB=8",
-        "-e",
-        "STEP_MS=200",
-        "-e",
-        "JOURNAL_FILE=/journal.log",
-        app_image,
-    )
-    container = AppContainer(name)
-    try:
-        container.wait_for_steps(3)
+    env = ["-e", "STARTUP_SECONDS=1", "-e", "TABLE_MB=8", "-e", "STEP_MS=200"]
+    journal = ["-e", "JOURNAL_FILE=/journal.log"]
+    with started_app(app_image, "store", "--network", "none", *env, *journal) as container:
         yield container
-    finally:
-        docker("rm", "-f", name, check=False)
-        docker("rm", "-f", f"{name}-clone", check=False)
+        docker("rm", "-f", f"{container.name}-clone", check=False)
 
 
 def write_policy(path: Path, container: str, port: int, **target: object) -> Path:

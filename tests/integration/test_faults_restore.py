@@ -12,7 +12,6 @@ import hashlib
 import os
 import re
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,7 +19,7 @@ import pytest
 
 from ckptd.catalog import Catalog
 from ckptd.procs import command_lines
-from tests.integration.conftest import AppContainer, docker, run_ckptd
+from tests.integration.conftest import AppContainer, docker, run_ckptd, started_app
 from tests.integration.faults import FaultRow, publish
 from tests.integration.test_restore import checkpoint, store_policy
 
@@ -61,17 +60,9 @@ def restore_processes(container_id: str) -> list[int]:
 @pytest.fixture
 def plain_app(app_image: str) -> Iterator[AppContainer]:
     """The example app without a journal: with no store, nothing would put a file back."""
-    name = f"store-{uuid.uuid4().hex[:8]}"
-    docker(
-        "run", "-d", "--name", name, "--network", "none", "-e", "STARTUP_SECONDS=1",
-        "-e", "TABLE_MB=8", "-e", "STEP_MS=200", app_image,
-    )  # fmt: skip
-    container = AppContainer(name)
-    try:
-        container.wait_for_steps(3)
+    env = ["-e", "STARTUP_SECONDS=1", "-e", "TABLE_MB=8", "-e", "STEP_MS=200"]
+    with started_app(app_image, "store", "--network", "none", *env) as container:
         yield container
-    finally:
-        docker("rm", "-f", name, check=False)
 
 
 def test_a_hanging_restore_is_ended_by_the_timeout(plain_app: AppContainer, tmp_path: Path) -> None:

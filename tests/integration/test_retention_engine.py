@@ -5,14 +5,20 @@ from __future__ import annotations
 import json
 import subprocess
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.integration.conftest import CKPTD, AppContainer, docker, free_port, run_ckptd
+from tests.integration.conftest import (
+    CKPTD,
+    AppContainer,
+    docker,
+    free_port,
+    run_ckptd,
+    started_app,
+)
 from tests.integration.test_daemon import sample, wait_for_metrics
 
 # Back-to-back checkpoints of one container can race in containerd's content store.
@@ -22,15 +28,9 @@ GAP_S = 1.2
 @pytest.fixture
 def ret_app(app_image: str) -> Iterator[AppContainer]:
     """Start the example app in a container of this suite's own (prefix ret-)."""
-    name = f"ret-{uuid.uuid4().hex[:8]}"
     env = ["-e", "STARTUP_SECONDS=1", "-e", "TABLE_MB=8", "-e", "STEP_MS=200"]
-    docker("run", "-d", "--name", name, *env, app_image)
-    container = AppContainer(name)
-    try:
-        container.wait_for_steps(3)
+    with started_app(app_image, "ret", *env) as container:
         yield container
-    finally:
-        docker("rm", "-f", name, check=False)
 
 
 def write_policy(

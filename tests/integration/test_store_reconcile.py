@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,25 +16,24 @@ import pytest
 
 from ckptd.catalog import Catalog
 from ckptd.store import sha256_of
-from tests.integration.conftest import CKPTD, AppContainer, docker, free_port, write_policy
+from tests.integration.conftest import (
+    CKPTD,
+    AppContainer,
+    docker,
+    free_port,
+    started_app,
+    write_policy,
+)
 from tests.integration.faults import DaemonUnderTest, wait_until
 
 
 @pytest.fixture
 def big_app(app_image: str) -> Iterator[AppContainer]:
     """Start the example app with enough memory that its dump takes a few seconds."""
-    name = f"fix2-{uuid.uuid4().hex[:8]}"
-    docker(
-        "run", "-d", "--name", name, "--network", "none",
-        "-e", "STARTUP_SECONDS=1", "-e", "TABLE_MB=96", "-e", "STEP_MS=200", app_image,
-    )  # fmt: skip
-    container = AppContainer(name)
-    try:
-        container.wait_for_steps(3)
+    env = ["-e", "STARTUP_SECONDS=1", "-e", "TABLE_MB=96", "-e", "STEP_MS=200"]
+    with started_app(app_image, "fix2", "--network", "none", *env) as container:
         yield container
-    finally:
-        docker("rm", "-f", name, check=False)
-        docker("rm", "-f", f"{name}-clone", check=False)
+        docker("rm", "-f", f"{container.name}-clone", check=False)
 
 
 def test_a_checkpoint_finished_while_ckptd_was_dead_is_stored_at_start_up(
@@ -115,17 +113,10 @@ def test_a_failed_restore_into_leaves_no_container_and_says_so(
 @pytest.fixture
 def slow_stop_app(app_image: str) -> Iterator[AppContainer]:
     """Start the example app with a stop signal it ignores: `docker stop` takes its full 10 s."""
-    name = f"fix2-{uuid.uuid4().hex[:8]}"
-    docker(
-        "run", "-d", "--name", name, "--network", "none", "--stop-signal", "SIGWINCH",
-        "-e", "STARTUP_SECONDS=1", "-e", "TABLE_MB=8", "-e", "STEP_MS=200", app_image,
-    )  # fmt: skip
-    container = AppContainer(name)
-    try:
-        container.wait_for_steps(3)
+    options = ["--network", "none", "--stop-signal", "SIGWINCH"]
+    env = ["-e", "STARTUP_SECONDS=1", "-e", "TABLE_MB=8", "-e", "STEP_MS=200"]
+    with started_app(app_image, "fix2", *options, *env) as container:
         yield container
-    finally:
-        docker("rm", "-f", name, check=False)
 
 
 def test_a_checkpoint_due_during_restore_force_waits_for_it(

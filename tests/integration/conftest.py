@@ -11,7 +11,9 @@ import re
 import socket
 import subprocess
 import sys
+import tarfile
 import time
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,11 +21,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 ROOT = Path(__file__).resolve().parents[2]
 IMAGE = os.environ.get("CKPTD_TEST_IMAGE", "ckptd-example-app:latest")
 # The installed console script, as an operator runs it.
 CKPTD = [str(Path(sys.executable).with_name("ckptd"))]
+# The example app's journal file in `journal_app`, and its step lines.
+JOURNAL = "/journal.log"
+STEP = re.compile(r"step=(\d+) ")
 
 
 def docker(
@@ -129,7 +135,7 @@ def app(app_image: str) -> Iterator[AppContainer]:
 def journal_app(app_image: str) -> Iterator[AppContainer]:
     """Start the example app with a growing, read-write journal file and no network."""
     env = ["-e", "STARTUP_SECONDS=1", "-e", "TABLE_MB=8", "-e", "STEP_MS=200"]
-    journal = ["-e", "JOURNAL_FILE=/journal.log"]
+    journal = ["-e", f"JOURNAL_FILE={JOURNAL}"]
     with started_app(app_image, "store", "--network", "none", *env, *journal) as container:
         yield container
         docker("rm", "-f", f"{container.name}-clone", check=False)
@@ -163,3 +169,68 @@ def run_ckptd(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[s
     return subprocess.run(
         [*CKPTD, *args], capture_output=True, text=True, timeout=timeout, cwd=ROOT
     )
+
+
+def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Return every sample of the daemon's /metrics, keyed by name and sorted labels."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        text = response.read().decode()
+
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def sample(metrics: dict, name: str, container: str, **labels: str) -> float:
+    """Return one sample of target ``it``."""
+    key = tuple(sorted({"target": "it", "container": container, **labels}.items()))
+    return metrics[(name, key)]
+
+
+def wait_for_metrics(port: int, process: subprocess.Popen[str], timeout: float = 20) -> dict:
+    """Return the first successful scrape, failing if the daemon dies first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert process.poll() is None, f"ckptd exited with {process.returncode}"
+        try:
+            return scrape(port)
+        except OSError:
+            time.sleep(0.2)
+    raise AssertionError(f"no /metrics on port {port} within {timeout}s")
+
+
+def store_policy(tmp_path: Path, app: AppContainer, port: int = 0, **target: object) -> Path:
+    """Write a policy whose store is under the test's folder."""
+    policy = write_policy(tmp_path / "policy.yaml", app.name, port or free_port(), **target)
+    text = policy.read_text().replace("daemon:\n", f"daemon:\n  store: {tmp_path / 'store'}\n")
+    policy.write_text(text)
+    return policy
+
+
+def checkpoint(policy: Path) -> str:
+    """Take one checkpoint of target ``it`` with the CLI; return its name."""
+    done = run_ckptd("checkpoint", "--config", str(policy), "it")
+    assert 0 == done.returncode, done.stderr
+    return done.stdout.strip().splitlines()[-1]
+
+
+def step_at_dump(tmp_path: Path, name: str) -> int:
+    """Return the last step in the journal as the store kept it: the step reached at the dump."""
+    (rootfs,) = (tmp_path / "store").glob(f"*/{name}/rootfs.tar")
+    with tarfile.open(rootfs) as archive:
+        handle = archive.extractfile(JOURNAL.lstrip("/"))
+        assert handle is not None
+        lines = handle.read().decode().splitlines()
+
+    return int(lines[-1].removeprefix("step="))
+
+
+def assert_resumed(after: list[str], dumped_step: int) -> None:
+    """The app went on from the dump: no start-up, consecutive steps from the dumped one."""
+    steps = [int(m[1]) for m in map(STEP.match, after) if m]
+    assert not [line for line in after if line.startswith("startup:")], after[:5]
+    assert steps, after
+    assert dumped_step + 1 == steps[0], (dumped_step, after[:3])
+    assert steps == list(range(steps[0], steps[0] + len(steps)))

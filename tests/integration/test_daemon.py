@@ -6,46 +6,22 @@ import signal
 import socket
 import subprocess
 import time
-import urllib.request
 from datetime import datetime
 from pathlib import Path
 
-from prometheus_client.parser import text_string_to_metric_families
-
 from ckptd.naming import checkpoints_of
-from tests.integration.conftest import CKPTD, AppContainer, docker, free_port, write_policy
+from tests.integration.conftest import (
+    CKPTD,
+    AppContainer,
+    docker,
+    free_port,
+    sample,
+    scrape,
+    wait_for_metrics,
+    write_policy,
+)
 
 HAND_MADE = "by-hand-1"
-
-
-def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    """Return every sample of the daemon's /metrics, keyed by name and sorted labels."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
-        text = response.read().decode()
-
-    return {
-        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-    }
-
-
-def sample(metrics: dict, name: str, container: str, **labels: str) -> float:
-    """Return one sample of target ``it``."""
-    key = tuple(sorted({"target": "it", "container": container, **labels}.items()))
-    return metrics[(name, key)]
-
-
-def wait_for_metrics(port: int, process: subprocess.Popen[str], timeout: float = 20) -> dict:
-    """Return the first successful scrape, failing if the daemon dies first."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert process.poll() is None, f"ckptd exited with {process.returncode}"
-        try:
-            return scrape(port)
-        except OSError:
-            time.sleep(0.2)
-    raise AssertionError(f"no /metrics on port {port} within {timeout}s")
 
 
 def test_daemon_checkpoints_prunes_and_the_newest_restores(

@@ -12,9 +12,20 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from ckptd.catalog import Catalog
-from tests.integration.conftest import CKPTD, AppContainer, docker, free_port, run_ckptd
-from tests.integration.test_daemon import sample, scrape, wait_for_metrics
-from tests.integration.test_restore import assert_resumed, checkpoint, step_at_dump, store_policy
+from tests.integration.conftest import (
+    CKPTD,
+    AppContainer,
+    assert_resumed,
+    checkpoint,
+    docker,
+    free_port,
+    run_ckptd,
+    sample,
+    scrape,
+    step_at_dump,
+    store_policy,
+    wait_for_metrics,
+)
 
 VERIFY = "{every: 3s, run_for: 2s, probe: [/app, save-state]}"
 

@@ -19,9 +19,15 @@ import pytest
 
 from ckptd.catalog import Catalog
 from ckptd.procs import command_lines
-from tests.integration.conftest import AppContainer, docker, run_ckptd, started_app
+from tests.integration.conftest import (
+    AppContainer,
+    checkpoint,
+    docker,
+    run_ckptd,
+    started_app,
+    store_policy,
+)
 from tests.integration.faults import FaultRow, publish
-from tests.integration.test_restore import checkpoint, store_policy
 
 TIMEOUT_S = 6
 

@@ -7,26 +7,22 @@ step counter goes on from the dump (a restart would print "startup:" and count f
 from __future__ import annotations
 
 import json
-import re
 import shutil
 import subprocess
-import tarfile
 import time
 from pathlib import Path
 
 from ckptd.catalog import Catalog
-from tests.integration.conftest import AppContainer, docker, free_port, run_ckptd, write_policy
-
-JOURNAL = "/journal.log"
-STEP = re.compile(r"step=(\d+) ")
-
-
-def store_policy(tmp_path: Path, app: AppContainer, port: int = 0, **target: object) -> Path:
-    """Write a policy whose store is under the test's folder."""
-    policy = write_policy(tmp_path / "policy.yaml", app.name, port or free_port(), **target)
-    text = policy.read_text().replace("daemon:\n", f"daemon:\n  store: {tmp_path / 'store'}\n")
-    policy.write_text(text)
-    return policy
+from tests.integration.conftest import (
+    JOURNAL,
+    AppContainer,
+    assert_resumed,
+    checkpoint,
+    docker,
+    run_ckptd,
+    step_at_dump,
+    store_policy,
+)
 
 
 def mount_of(path: Path) -> str:
@@ -37,37 +33,10 @@ def mount_of(path: Path) -> str:
     return found.stdout.strip()
 
 
-def checkpoint(policy: Path) -> str:
-    """Take one checkpoint of target ``it`` with the CLI; return its name."""
-    done = run_ckptd("checkpoint", "--config", str(policy), "it")
-    assert 0 == done.returncode, done.stderr
-    return done.stdout.strip().splitlines()[-1]
-
-
 def manifest(tmp_path: Path, name: str) -> dict:
     """Return the store manifest of checkpoint ``name``."""
     (found,) = (tmp_path / "store").glob(f"*/{name}/manifest.json")
     return json.loads(found.read_text())
-
-
-def step_at_dump(tmp_path: Path, name: str) -> int:
-    """Return the last step in the journal as the store kept it: the step reached at the dump."""
-    (rootfs,) = (tmp_path / "store").glob(f"*/{name}/rootfs.tar")
-    with tarfile.open(rootfs) as archive:
-        handle = archive.extractfile(JOURNAL.lstrip("/"))
-        assert handle is not None
-        lines = handle.read().decode().splitlines()
-
-    return int(lines[-1].removeprefix("step="))
-
-
-def assert_resumed(after: list[str], dumped_step: int) -> None:
-    """The app went on from the dump: no start-up, consecutive steps from the dumped one."""
-    steps = [int(m[1]) for m in map(STEP.match, after) if m]
-    assert not [line for line in after if line.startswith("startup:")], after[:5]
-    assert steps, after
-    assert dumped_step + 1 == steps[0], (dumped_step, after[:3])
-    assert steps == list(range(steps[0], steps[0] + len(steps)))
 
 
 def test_restore_in_place_after_the_app_grew_its_file(

@@ -17,9 +17,10 @@ from tests.integration.conftest import (
     docker,
     free_port,
     run_ckptd,
+    sample,
     started_app,
+    wait_for_metrics,
 )
-from tests.integration.test_daemon import sample, wait_for_metrics
 
 # Back-to-back checkpoints of one container can race in containerd's content store.
 GAP_S = 1.2

@@ -16,9 +16,11 @@ from tests.integration.conftest import (
     docker,
     free_port,
     run_ckptd,
+    sample,
+    scrape,
+    wait_for_metrics,
     write_policy,
 )
-from tests.integration.test_daemon import sample, scrape, wait_for_metrics
 
 
 def events(stderr: str) -> list[dict[str, object]]:

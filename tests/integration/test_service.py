@@ -18,9 +18,8 @@ from typing import Any
 
 import pytest
 
-from tests.integration.conftest import CKPTD, docker, free_port, run_ckptd
+from tests.integration.conftest import CKPTD, docker, free_port, run_ckptd, scrape
 from tests.integration.engines import disposable_engine
-from tests.integration.test_daemon import scrape
 
 Event = dict[str, Any]
 

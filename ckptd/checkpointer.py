@@ -424,8 +424,11 @@ class Checkpointer:
         if len(known) == len(sizes):
             self.metrics.retained.labels(target.name, target.container).set(sum(known))
 
-    def refresh(self, target: Target) -> None:
-        """Set the target's gauges from what exists on the engine (at start-up and reload)."""
+    def refresh(self, target: Target) -> list[CheckpointRecord] | None:
+        """Set the target's gauges from what exists on the engine; return the records read.
+
+        Returns None, after logging it, when the container or the engine cannot be read.
+        """
         labels = (target.name, target.container)
         try:
             container = self.engine.container(target.container)
@@ -438,13 +441,15 @@ class Checkpointer:
                 container=target.container,
                 error=str(error),
             )
-            return
+            return None
 
         self.metrics.engine_up.set(1)
         self.metrics.kept.labels(*labels).set(len(records))
         self._set_retained(target, records)
         if records:
             self.metrics.last_success.labels(*labels).set(records[0].created.timestamp())
+
+        return records
 
 
 def unsafe_exit_reason(container: ContainerInfo) -> str | None:

@@ -268,12 +268,10 @@ class Daemon:
 
     def _take_inventory(self, target: Target) -> None:
         """Record the target's existing checkpoints (count, size, newest) for status and metrics."""
-        self.checkpointer.refresh(target)
-        try:
-            container = self.checkpointer.engine.container(target.container)
-            # Times and sizes from the catalog, as retention and `list` read them.
-            records = self.checkpointer.records(target, container)
-        except CkptdError:
+        # Times and sizes from the catalog, as retention and `list` read them.
+        records = self.checkpointer.refresh(target)
+
+        if records is None:
             return  # logged by refresh; the next run records what it finds
 
         sizes = [record.size_bytes for record in records]

@@ -11,7 +11,7 @@ import ipaddress
 import re
 import shlex
 from collections.abc import Mapping, Sequence
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -817,24 +817,47 @@ def _validation_problems(exc: ValidationError, data: dict[Any, Any], root: Any) 
 
 
 def _jitter_problems(policy: Policy, root: Any) -> list[Problem]:
-    """Return a problem at targets[i].jitter for each jitter as long as its `every` interval.
+    """Return a problem at targets[i].jitter for each jitter as long as its schedule's interval.
 
     Such a jitter can push every run past the next one, so the target may never be
-    checkpointed while its expected interval (and the staleness alert) says it should be.
+    checkpointed while its expected interval (and the staleness alert) says it should be. For a
+    crontab line the interval is the shortest gap between its coming fire times.
     """
     problems: list[Problem] = []
     for index, target in enumerate(policy.targets):
-        every = target.schedule.every
-        if every is None or target.jitter < every:
+        interval = _shortest_interval(target.schedule)
+        if interval is None or target.jitter < interval:
             continue
 
         loc: Loc = ("targets", index, "jitter")
-        message = f"jitter must be shorter than the schedule's interval ({format_duration(every)})"
+        shown = format_duration(interval)
+        message = f"jitter must be shorter than the schedule's interval ({shown})"
         problems.append(
             Problem(_location(loc), message, format_duration(target.jitter), _line_of(root, loc))
         )
 
     return problems
+
+
+def _shortest_interval(schedule: Schedule, fires: int = 64) -> timedelta | None:
+    """Return `every`, or the shortest gap between a crontab line's next `fires` fire times."""
+    if schedule.every is not None:
+        return schedule.every
+
+    trigger = schedule.build_trigger(timedelta(0))
+    previous = trigger.get_next_fire_time(None, datetime.now(UTC))
+    shortest: timedelta | None = None
+    for _ in range(fires):
+        following = None if previous is None else trigger.get_next_fire_time(previous, previous)
+        if previous is None or following is None:
+            break
+
+        # Timestamps, not datetimes of one zone: their difference would ignore a DST change.
+        gap = timedelta(seconds=following.timestamp() - previous.timestamp())
+        shortest = gap if shortest is None else min(shortest, gap)
+        previous = following
+
+    return shortest
 
 
 def _duplicate_name_problems(data: dict[Any, Any], root: Any) -> list[Problem]:

@@ -714,3 +714,18 @@ def test_a_jitter_shorter_than_the_interval_is_fine(tmp_path: Path) -> None:
     policy = load_policy(write(tmp_path, MINIMAL + "    jitter: 4m59s\n"))
 
     assert timedelta(minutes=4, seconds=59) == policy.targets[0].jitter
+
+
+def test_a_jitter_as_long_as_a_cron_interval_is_refused(tmp_path: Path) -> None:
+    text = MINIMAL.replace("{every: 5m}", '{cron: "*/5 * * * *"}') + "    jitter: 10m\n"
+
+    problems = problems_of(tmp_path, text)
+
+    assert ["targets[0].jitter"] == [problem.location for problem in problems]
+    assert "shorter than the schedule's interval (5m)" in problems[0].message
+
+
+def test_a_jitter_shorter_than_a_cron_interval_is_fine(tmp_path: Path) -> None:
+    text = MINIMAL.replace("{every: 5m}", '{cron: "0 * * * *"}') + "    jitter: 10m\n"
+
+    assert timedelta(minutes=10) == load_policy(write(tmp_path, text)).targets[0].jitter

@@ -29,6 +29,10 @@ def check_output(out: Path, force: bool = False) -> None:
     if out.exists() and not force:
         raise UsageError(f"{out} exists; pass --force to overwrite it")
 
+    # --force replaces an old export, never a device, a folder or a pipe (the rename would).
+    if out.exists() and not out.is_file():
+        raise UsageError(f"{out} exists and is not a regular file; export writes files only")
+
 
 def export_entry(entry: StoreEntry, out: Path, force: bool = False) -> int:
     """Write ``entry`` to ``out`` (.tar.zst), manifest first; return the archive's bytes.

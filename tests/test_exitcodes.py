@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -18,6 +20,8 @@ from ckptd.errors import (
 )
 from ckptd.exitcodes import ExitCode, exit_code_for
 from ckptd.progress import Spinner
+
+EXAMPLE_POLICY = Path(__file__).parent.parent / "config" / "policy.example.yaml"
 
 
 @pytest.mark.parametrize(
@@ -99,3 +103,18 @@ def test_the_spinner_shows_elapsed_time_on_a_terminal_only() -> None:
     with Spinner("checkpoint of solver", pipe):
         pass
     assert "" == pipe.getvalue()
+
+
+def test_a_reader_that_goes_away_gets_no_traceback() -> None:
+    # The read end is closed before ckptd has even started, so its first print finds no reader.
+    process = subprocess.Popen(
+        [str(Path(sys.executable).with_name("ckptd")), "check-config", str(EXAMPLE_POLICY)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert process.stdout is not None
+    process.stdout.close()
+    _, stderr = process.communicate(timeout=60)
+
+    assert 141 == process.returncode, stderr
+    assert b"Traceback" not in stderr

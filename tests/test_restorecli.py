@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from ckptd.archive import export_entry, read_manifest
+from ckptd.archive import check_output, export_entry, read_manifest
 from ckptd.cli import main
 from ckptd.errors import UsageError
 from ckptd.store import Store
@@ -98,3 +98,11 @@ def test_an_export_is_private_and_overwrites_only_when_forced(tmp_path: Path) ->
 
     assert 0o600 == stat.S_IMODE(out.stat().st_mode)
     assert [out] == list(tmp_path.glob("x.tar.zst*"))
+
+
+@pytest.mark.parametrize("kind", ["device", "folder"])
+def test_force_never_replaces_what_is_not_a_file(tmp_path: Path, kind: str) -> None:
+    out = Path("/dev/null") if kind == "device" else tmp_path
+
+    with pytest.raises(UsageError, match="not a regular file"):
+        check_output(out, force=True)

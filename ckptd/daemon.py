@@ -29,6 +29,7 @@ from ckptd.engine import Engine
 from ckptd.errors import CkptdError, PolicyError
 from ckptd.failures import failure_reason
 from ckptd.interval import expected_interval_seconds
+from ckptd.locks import claim_state_dir
 from ckptd.metrics import Metrics
 from ckptd.notify import Notifier, arm_watchdog
 from ckptd.policy import DaemonSettings, Policy, Target, load_policy, store_location
@@ -95,6 +96,8 @@ class Daemon:
     def run(self) -> int:
         """Serve until SIGTERM/SIGINT; return the exit status."""
         settings = self.policy.daemon
+        # Held until the process exits: the file object must stay referenced.
+        self._state_lock = claim_state_dir(settings.state_dir)
         try:
             self.control = ControlServer(settings.control_socket, self._answer)
         except OSError as error:

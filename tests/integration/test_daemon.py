@@ -125,3 +125,34 @@ def test_a_busy_metrics_address_is_named_not_a_traceback(app: AppContainer, tmp_
     assert 1 == result.returncode, result.stderr
     assert f"daemon.metrics_address 127.0.0.1:{port}" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_second_daemon_on_the_same_state_folder_is_refused(
+    app: AppContainer, tmp_path: Path
+) -> None:
+    (tmp_path / "first").mkdir()
+    (tmp_path / "second").mkdir()
+    port = free_port()
+    first_policy = write_policy(tmp_path / "first" / "policy.yaml", app.name, port)
+    second_policy = write_policy(tmp_path / "second" / "policy.yaml", app.name, free_port())
+    shared = tmp_path / "first" / "state"
+    second_policy.write_text(
+        second_policy.read_text().replace(str(tmp_path / "second" / "state"), str(shared))
+    )
+    first = subprocess.Popen(
+        [*CKPTD, "run", "--config", str(first_policy)], stderr=subprocess.DEVNULL, text=True
+    )
+    try:
+        wait_for_metrics(port, first)
+        second = subprocess.run(
+            [*CKPTD, "run", "--config", str(second_policy)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        first.send_signal(signal.SIGTERM)
+        first.wait(timeout=90)
+
+    assert 1 == second.returncode, second.stderr
+    assert f"(pid {first.pid}) already uses daemon.state_dir {shared}" in second.stderr

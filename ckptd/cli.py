@@ -7,12 +7,15 @@ import json
 import os
 import signal
 import sys
+import tempfile
 from collections.abc import Sequence
+from contextlib import ExitStack
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry
 
 from ckptd import __version__, retention_cli
+from ckptd.catalog import FILENAME as CATALOG_FILE
 from ckptd.catalog import Catalog, CheckpointRecord
 from ckptd.checkpointer import Checkpointer
 from ckptd.discovery import bind_targets
@@ -141,7 +144,22 @@ def cmd_list(args: argparse.Namespace) -> int:
     else:
         pairs = [(args.target, c.name) for c in engine.containers()]
 
-    catalog = Catalog(settings.state_dir)
+    with ExitStack() as stack:
+        state_dir = settings.state_dir
+        if not args.config and not (state_dir / CATALOG_FILE).exists():
+            # No daemon keeps a catalog there: list from the engine's names alone, in a scratch
+            # catalog, rather than create ckptd's state folder from a command that only reads.
+            state_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="ckptd-")))
+
+        missing = _print_listing(Catalog(state_dir), engine, pairs)
+
+    return EXIT_FAILURE if missing else 0
+
+
+def _print_listing(
+    catalog: Catalog, engine: Engine, pairs: Sequence[tuple[str | None, str]]
+) -> int:
+    """Print the checkpoints of each (target, container); return how many containers are gone."""
     missing = 0
     print(f"{'TARGET':<16} {'CONTAINER':<24} {'CREATED (UTC)':<21} {'SIZE (MiB)':>10} NAME")
     for target, container in pairs:

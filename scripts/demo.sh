@@ -14,6 +14,7 @@ STATE=${DEMO_STATE:-/var/lib/ckptd-demo}
 LABEL=org.ckptd.demo=1
 
 POLICY=$(mktemp --suffix=.yaml /tmp/ckptd-demo-policy.XXXXXX)
+trap 'rm -f "$POLICY"' EXIT
 sed -e "s|container: ckptd-example|container: $CONTAINER|" \
   -e "s|127.0.0.1:9479|127.0.0.1:$PORT|" \
   -e "s|state_dir: /var/lib/ckptd-demo|state_dir: $STATE|" \
@@ -54,7 +55,7 @@ kill -TERM "$daemon"
 wait "$daemon" || true
 trap 'rm -f "$POLICY"' EXIT
 
-step "ckptd list --config $POLICY (3 kept, older ones pruned)"
+step "ckptd list --config $POLICY (at most 3 kept, older ones pruned)"
 "$CKPTD" list --config "$POLICY"
 step "all checkpoints of $CONTAINER"
 docker checkpoint ls "$CONTAINER"

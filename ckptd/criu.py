@@ -48,7 +48,7 @@ class DumpStats:
     pages_written: int
 
 
-def _varint(data: bytes, offset: int) -> tuple[int, int]:
+def read_varint(data: bytes, offset: int) -> tuple[int, int]:
     """Return the varint at ``offset`` and the offset after it; raise ValueError if cut off."""
     value, shift = 0, 0
     while True:
@@ -68,12 +68,12 @@ def _fields(data: bytes) -> dict[int, int | bytes]:
     fields: dict[int, int | bytes] = {}
     offset = 0
     while offset < len(data):
-        key, offset = _varint(data, offset)
+        key, offset = read_varint(data, offset)
         number, wire_type = key >> 3, key & 7
         if wire_type == _VARINT:
-            fields[number], offset = _varint(data, offset)
+            fields[number], offset = read_varint(data, offset)
         elif wire_type == _LENGTH_DELIMITED:
-            length, offset = _varint(data, offset)
+            length, offset = read_varint(data, offset)
             if offset + length > len(data):
                 raise ValueError(f"field {number} runs past the end")
 

@@ -14,6 +14,8 @@ from __future__ import annotations
 import struct
 from pathlib import Path
 
+from ckptd.criu import read_varint
+
 # file_entry: 3 = reg (a reg_file_entry); reg_file_entry: 6 = name, 8 = size.
 _FILE_ENTRY_REG = 3
 _REG_NAME = 6
@@ -21,35 +23,19 @@ _REG_SIZE = 8
 _VARINT, _FIXED64, _LENGTH, _FIXED32 = 0, 1, 2, 5
 
 
-def _varint(data: bytes, pos: int) -> tuple[int, int]:
-    """Return the varint at ``pos`` and the position after it."""
-    value = shift = 0
-    while True:
-        if pos >= len(data):
-            raise ValueError("truncated varint")
-
-        byte = data[pos]
-        pos += 1
-        value |= (byte & 0x7F) << shift
-        shift += 7
-
-        if not byte & 0x80:
-            return value, pos
-
-
 def _fields(message: bytes) -> list[tuple[int, int | bytes]]:
     """Return the (field number, value) pairs of a protobuf message: ints or raw bytes."""
     found: list[tuple[int, int | bytes]] = []
     pos = 0
     while pos < len(message):
-        key, pos = _varint(message, pos)
+        key, pos = read_varint(message, pos)
         number, kind = key >> 3, key & 7
         value: int | bytes
 
         if kind == _VARINT:
-            value, pos = _varint(message, pos)
+            value, pos = read_varint(message, pos)
         elif kind == _LENGTH:
-            length, pos = _varint(message, pos)
+            length, pos = read_varint(message, pos)
             value, pos = message[pos : pos + length], pos + length
         elif kind == _FIXED64:
             value, pos = int.from_bytes(message[pos : pos + 8], "little"), pos + 8

@@ -26,6 +26,7 @@ import structlog
 from ckptd.criu import DumpStats, StatsFormatError, read_dump_stats
 from ckptd.engine import CHECKPOINT_TIMEOUT_S, Engine, RuntimeFacts
 from ckptd.errors import CheckpointFailedError, CkptdError
+from ckptd.procs import parent_pid
 
 log = structlog.get_logger("ckptd.runc")
 
@@ -56,12 +57,6 @@ class RuncContainer:
     binary: str
     root: Path
     checkpoint_dir: Path
-
-
-def _parent_pid(proc: Path, pid: int) -> int:
-    """Return the parent of ``pid``, read from /proc (the command may contain spaces or ')')."""
-    stat = (proc / str(pid) / "stat").read_text()
-    return int(stat.rpartition(")")[2].split()[1])
 
 
 def _shim_namespace(proc: Path, shim: int, bundle: Path) -> str:
@@ -100,7 +95,10 @@ def locate(facts: RuntimeFacts, proc: Path = Path("/proc")) -> RuncContainer:
         raise RuncStateNotFoundError(facts.id, "the engine reports no running init process")
 
     try:
-        shim = _parent_pid(proc, facts.pid)
+        shim = parent_pid(facts.pid, proc)
+        if shim is None:
+            raise OSError(f"pid {facts.pid} has gone")
+
         bundle = Path(os.readlink(proc / str(shim) / "cwd"))
         options = json.loads((bundle / "options.json").read_text())
         namespace = _shim_namespace(proc, shim, bundle)
